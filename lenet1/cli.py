@@ -1,0 +1,120 @@
+"""The command line: ``python -m lenet1 {info,train,evaluate}``.
+
+Every expected failure (bad arguments, missing data, a folder that is not a run) ends with a
+one-line message on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from .data import SOURCES, DataError
+from .model import BACKGROUND, INITS, UNITS, ShapeError, architecture, build_model, \
+    format_architecture
+from .runs import ENGINES, MODELS, OPTIMIZERS, RunConfig, RunError, load_run, train_run
+from .train import evaluate, format_record
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lenet1", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    info = commands.add_parser("info", help="the architecture table, per layer and in total")
+    info.add_argument("--model", choices=MODELS, default="lenet1")
+    info.add_argument("--table", default="block", help="block, full or random:SEED")
+
+    train = commands.add_parser("train", help="train a network and write a run folder")
+    defaults = RunConfig()
+    train.add_argument("--data", choices=SOURCES, default=defaults.data)
+    train.add_argument("--data-root", default=None,
+                       help="folder holding the data (default: $LENET1_DATA, else ./data)")
+    train.add_argument("--model", choices=MODELS, default=defaults.model)
+    train.add_argument("--unit", choices=UNITS, default=defaults.unit)
+    train.add_argument("--init", choices=INITS, default=defaults.init)
+    train.add_argument("--table", default=defaults.table, help="block, full or random:SEED")
+    train.add_argument("--h2-background", type=float, default=BACKGROUND,
+                       help="value H1's maps are padded with for H2 (default -1)")
+    train.add_argument("--passes", type=_positive_int, default=defaults.passes)
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    train.add_argument("--lr", type=_positive_float, default=defaults.lr,
+                       help="SGD's learning rate (loss averaged over the 10 outputs)")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--engine", choices=ENGINES, default=defaults.engine)
+    train.add_argument("--out", type=Path, required=True, help="the run folder to write")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate_ = commands.add_parser("evaluate", help="reload a run folder, reprint its figures")
+    evaluate_.add_argument("run", type=Path)
+    evaluate_.add_argument("--data-root", default=None)
+    return parser
+
+
+def _info(args: argparse.Namespace) -> None:
+    model = build_model(args.model, table=args.table)
+    print(format_architecture(architecture(model)))
+
+
+def _train(args: argparse.Namespace) -> None:
+    config_names = {f.name for f in fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in vars(args).items() if k in config_names})
+    print(f"training {config.model} on {config.data} for {config.passes} passes "
+          f"({config.optimizer}, lr {config.lr}, seed {config.seed}, {config.engine} engine)",
+          flush=True)
+    train_run(config, out=args.out, data_root=args.data_root,
+              on_pass=lambda record: print(format_record(record), flush=True),
+              progress=not args.no_progress and sys.stderr.isatty())
+    print(f"run folder: {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .data import load
+
+    run = load_run(args.run)
+    split = load(run.config.data, args.data_root)
+    final = run.history.final
+    recomputed = type(final)(final.pass_index, evaluate(run.model, split.train),
+                             evaluate(run.model, split.test))
+    print(f"{run.path}: {run.config.model} on {run.config.data}, {run.config.optimizer}, "
+          f"seed {run.config.seed}")
+    print(format_record(recomputed))
+    if recomputed.train.misses != final.train.misses or \
+            recomputed.test.misses != final.test.misses:
+        print("warning: the reloaded weights do not give the recorded misses", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"info": _info, "train": _train, "evaluate": _evaluate}[args.command](args)
+    except (DataError, RunError, ShapeError, ValueError, FloatingPointError) as error:
+        print(f"python -m lenet1 {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,305 @@
+"""The 1989 network (LeNet-1) and the paper's fully connected baseline.
+
+Layer by layer, as in LeCun et al. (1989), section 5:
+
+- input: 16x16 grey levels in [-1, 1]; beyond the border lies a virtual background of -1.
+- H1: 12 maps of 8x8 units. Each unit sees a 5x5 field of the input, fields two pixels apart.
+  The 25 weights are shared within a map; every unit has its own bias.
+- H2: 12 maps of 4x4 units. Each unit sees 5x5 fields, two pixels apart, in 8 of the 12 H1
+  maps (200 weights + 1 bias). Which 8 is a *connection table*, swappable here.
+- H3: 30 units fully connected to H2. Output: 10 units fully connected to H3.
+
+The receptive fields of a 16-wide input at stride 2 need 1.5 pixels of border on each side to
+give 8 outputs; we pad 2 pixels before and 1 after, so that unit i is centred on pixel 2i.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Unit = Literal["scaled_tanh", "tanh"]
+Init = Literal["fan_in", "sqrt_fan_in"]
+UNITS: tuple[str, ...] = ("scaled_tanh", "tanh")
+INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in")
+
+# f(a) = A tanh(S a), with f(+-1) = +-1 (the 1998 paper, appendix A).
+TANH_AMPLITUDE = 1.7159
+TANH_SLOPE = 2.0 / 3.0
+BACKGROUND = -1.0
+MAPS = 12
+KERNEL = 5
+STRIDE = 2
+PAD_BEFORE, PAD_AFTER = 2, 1
+
+
+class ShapeError(ValueError):
+    """An input tensor does not have the shape, dtype or values the network expects."""
+
+
+def activation(a: Tensor, unit: Unit) -> Tensor:
+    """The unit's squashing function: 1.7159 tanh(2a/3) (``scaled_tanh``) or plain ``tanh``."""
+    if unit == "scaled_tanh":
+        return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * a)
+    return torch.tanh(a)
+
+
+# --- connection tables: table[out_map, in_map] is True where an H2 map sees an H1 map ---------
+
+
+def block_table() -> Tensor:
+    """The three-group table used by earlier reproductions (the paper does not give its own).
+
+    H2 maps 0-3 see H1 maps 0-7, maps 4-7 see H1 maps 4-11, maps 8-11 see H1 maps 0-3 and 8-11.
+    """
+    table = torch.zeros(MAPS, MAPS, dtype=torch.bool)
+    table[0:4, 0:8] = True
+    table[4:8, 4:12] = True
+    table[8:12, 0:4] = True
+    table[8:12, 8:12] = True
+    return table
+
+
+def full_table() -> Tensor:
+    """Every H2 map sees all 12 H1 maps (more weights than the paper's 9,760)."""
+    return torch.ones(MAPS, MAPS, dtype=torch.bool)
+
+
+def random_table(seed: int, inputs_per_map: int = 8) -> Tensor:
+    """Each H2 map sees ``inputs_per_map`` H1 maps drawn at random (reproducibly from ``seed``)."""
+    if not 1 <= inputs_per_map <= MAPS:
+        raise ValueError(f"inputs_per_map must lie in 1..{MAPS}, got {inputs_per_map}")
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.zeros(MAPS, MAPS, dtype=torch.bool)
+    for out_map in range(MAPS):
+        table[out_map, torch.randperm(MAPS, generator=generator)[:inputs_per_map]] = True
+    return table
+
+
+def connection_table(name: str) -> Tensor:
+    """A table by name: ``block``, ``full`` or ``random:SEED``."""
+    if name == "block":
+        return block_table()
+    if name == "full":
+        return full_table()
+    if name.startswith("random:"):
+        try:
+            return random_table(int(name.removeprefix("random:")))
+        except ValueError:
+            pass
+    raise ValueError(f"unknown connection table {name!r}: use 'block', 'full' or 'random:SEED'")
+
+
+def check_table(table: Tensor) -> Tensor:
+    if table.shape != (MAPS, MAPS) or table.dtype != torch.bool:
+        raise ShapeError(f"a connection table is a {MAPS}x{MAPS} bool tensor, got "
+                         f"{tuple(table.shape)} {table.dtype}")
+    if not bool(table.any(dim=1).all()):
+        raise ShapeError("every H2 map must see at least one H1 map")
+    return table
+
+
+def check_images(x: Tensor) -> Tensor:
+    """Fail clearly on what the network cannot take: not (N, 1, 16, 16) float32 in [-1, 1]."""
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 16, 16):
+        raise ShapeError(f"images must have shape (N, 1, 16, 16), got {tuple(x.shape)}")
+    if x.dtype != torch.float32:
+        raise ShapeError(f"images must be float32, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ShapeError("images contain NaN or infinite values")
+    if x.numel() and (float(x.min()) < -1.0 - 1e-6 or float(x.max()) > 1.0 + 1e-6):
+        raise ShapeError(f"pixels must lie in [-1, 1], got [{float(x.min()):.3g}, "
+                         f"{float(x.max()):.3g}]")
+    return x
+
+
+def _uniform_(tensor: Tensor, fan_in: int, init: Init) -> None:
+    scale = 2.4 / (fan_in if init == "fan_in" else math.sqrt(fan_in))
+    with torch.no_grad():
+        tensor.uniform_(-scale, scale)
+
+
+class LeNet1(nn.Module):
+    """The constrained network of the 1989 paper: 1,256 units, 64,660 connections, 9,760 weights.
+
+    Args:
+        table: H2's connection table, (12, 12) bool, ``table[out, in]``; default the block table.
+        unit: ``scaled_tanh`` (1.7159 tanh(2a/3), the default) or ``tanh``.
+        init: weights uniform in +-2.4/F (``fan_in``, the default) or +-2.4/sqrt(F), F the
+            number of weights into a unit. Biases start at zero: the paper gives no bias init.
+        h2_background: the value H1's maps are padded with before H2 looks at them. The paper
+            speaks only of the input's border; -1 (the tanh's "off" level) is the default.
+
+    Disconnected H2 weights are held at exactly zero: the weight tensor is multiplied by the
+    table in every forward pass, so their gradient is zero and no optimiser step moves them.
+    """
+
+    def __init__(self, table: Tensor | None = None, unit: Unit = "scaled_tanh",
+                 init: Init = "fan_in", h2_background: float = BACKGROUND) -> None:
+        super().__init__()
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        table = check_table(block_table() if table is None else table.clone())
+        self.unit: Unit = unit
+        self.init: Init = init
+        self.h2_background = float(h2_background)
+        self.register_buffer("h2_mask", table[:, :, None, None].to(torch.float32))
+        self.h1_weight = nn.Parameter(torch.empty(MAPS, 1, KERNEL, KERNEL))
+        self.h1_bias = nn.Parameter(torch.zeros(MAPS, 8, 8))
+        self.h2_weight = nn.Parameter(torch.empty(MAPS, MAPS, KERNEL, KERNEL))
+        self.h2_bias = nn.Parameter(torch.zeros(MAPS, 4, 4))
+        self.h3_weight = nn.Parameter(torch.empty(30, MAPS * 4 * 4))
+        self.h3_bias = nn.Parameter(torch.zeros(30))
+        self.out_weight = nn.Parameter(torch.empty(10, 30))
+        self.out_bias = nn.Parameter(torch.zeros(10))
+        self.reset_parameters()
+
+    @property
+    def table(self) -> Tensor:
+        return self.h2_mask[:, :, 0, 0].bool()
+
+    def reset_parameters(self) -> None:
+        """Draw the weights (from torch's global generator) and zero the biases."""
+        _uniform_(self.h1_weight, KERNEL * KERNEL, self.init)
+        # Each H2 map draws with its own fan-in: 25 times the number of H1 maps it sees.
+        for out_map, inputs in enumerate(self.table.sum(dim=1).tolist()):
+            _uniform_(self.h2_weight[out_map], KERNEL * KERNEL * int(inputs), self.init)
+        _uniform_(self.h3_weight, self.h3_weight.shape[1], self.init)
+        _uniform_(self.out_weight, self.out_weight.shape[1], self.init)
+        with torch.no_grad():
+            self.h2_weight.mul_(self.h2_mask)
+            for bias in (self.h1_bias, self.h2_bias, self.h3_bias, self.out_bias):
+                bias.zero_()
+
+    def layers(self, x: Tensor) -> dict[str, Tensor]:
+        """Every layer's states for images ``x`` (N, 1, 16, 16): h1, h2, h3 and out."""
+        check_images(x)
+        pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
+        h1 = activation(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
+                        + self.h1_bias, self.unit)
+        h2_in = F.pad(h1, pad, value=self.h2_background)
+        h2 = activation(F.conv2d(h2_in, self.h2_weight * self.h2_mask, stride=STRIDE)
+                        + self.h2_bias, self.unit)
+        h3 = activation(F.linear(h2.flatten(1), self.h3_weight, self.h3_bias), self.unit)
+        out = activation(F.linear(h3, self.out_weight, self.out_bias), self.unit)
+        return {"h1": h1, "h2": h2, "h3": h3, "out": out}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)["out"]
+
+
+class FullyConnected40(nn.Module):
+    """The paper's baseline: 256 inputs, one hidden layer of 40 units, 10 outputs
+    (10,690 connections). Same units and initialisation options as :class:`LeNet1`."""
+
+    def __init__(self, unit: Unit = "scaled_tanh", init: Init = "fan_in",
+                 hidden: int = 40) -> None:
+        super().__init__()
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.unit: Unit = unit
+        self.init: Init = init
+        self.hidden_weight = nn.Parameter(torch.empty(hidden, 256))
+        self.hidden_bias = nn.Parameter(torch.zeros(hidden))
+        self.out_weight = nn.Parameter(torch.empty(10, hidden))
+        self.out_bias = nn.Parameter(torch.zeros(10))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _uniform_(self.hidden_weight, 256, self.init)
+        _uniform_(self.out_weight, self.out_weight.shape[1], self.init)
+        with torch.no_grad():
+            self.hidden_bias.zero_()
+            self.out_bias.zero_()
+
+    def layers(self, x: Tensor) -> dict[str, Tensor]:
+        check_images(x)
+        hidden = activation(F.linear(x.flatten(1), self.hidden_weight, self.hidden_bias),
+                            self.unit)
+        out = activation(F.linear(hidden, self.out_weight, self.out_bias), self.unit)
+        return {"hidden": hidden, "out": out}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)["out"]
+
+
+# --- accounting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """Units, connections (bias included, one per unit) and free parameters of one layer."""
+
+    layer: str
+    units: int
+    connections: int
+    free_parameters: int
+
+
+def _layer(name: str, units: int, inputs_per_unit: int, free: int) -> LayerCount:
+    return LayerCount(name, units, units * (inputs_per_unit + 1), free)
+
+
+def architecture(model: nn.Module) -> list[LayerCount]:
+    """Count every layer of ``model`` from its tensors, as the paper's table does.
+
+    A connection is one input to one unit, bias included (the virtual background counts, as in
+    the paper). A free parameter is a weight or bias that training can change: shared weights
+    count once, disconnected H2 weights not at all.
+    """
+    rows = [LayerCount("input", 256, 0, 0)]
+    if isinstance(model, LeNet1):
+        inputs_per_h2_map = model.table.sum(dim=1) * KERNEL * KERNEL
+        h1_units = model.h1_bias.numel()
+        h2_units_per_map = model.h2_bias[0].numel()
+        rows += [
+            _layer("H1", h1_units, KERNEL * KERNEL, model.h1_weight.numel() + h1_units),
+            LayerCount("H2", model.h2_bias.numel(),
+                       int((h2_units_per_map * (inputs_per_h2_map + 1)).sum()),
+                       int(inputs_per_h2_map.sum()) + model.h2_bias.numel()),
+            _layer("H3", model.h3_bias.numel(), model.h3_weight.shape[1],
+                   model.h3_weight.numel() + model.h3_bias.numel()),
+            _layer("output", model.out_bias.numel(), model.out_weight.shape[1],
+                   model.out_weight.numel() + model.out_bias.numel()),
+        ]
+    elif isinstance(model, FullyConnected40):
+        rows += [
+            _layer("hidden", model.hidden_bias.numel(), model.hidden_weight.shape[1],
+                   model.hidden_weight.numel() + model.hidden_bias.numel()),
+            _layer("output", model.out_bias.numel(), model.out_weight.shape[1],
+                   model.out_weight.numel() + model.out_bias.numel()),
+        ]
+    else:
+        raise TypeError(f"no accounting for {type(model).__name__}")
+    rows.append(LayerCount("total", sum(r.units for r in rows),
+                           sum(r.connections for r in rows),
+                           sum(r.free_parameters for r in rows)))
+    return rows
+
+
+def format_architecture(rows: list[LayerCount]) -> str:
+    lines = [f"{'layer':<8}{'units':>8}{'connections':>14}{'free parameters':>18}"]
+    lines += [f"{r.layer:<8}{r.units:>8,}{r.connections:>14,}{r.free_parameters:>18,}"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def build_model(kind: str = "lenet1", unit: Unit = "scaled_tanh", init: Init = "fan_in",
+                table: str = "block", h2_background: float = BACKGROUND) -> nn.Module:
+    """A network by name (``lenet1`` or ``fc40``), as the CLI and run folders describe it."""
+    if kind == "lenet1":
+        return LeNet1(connection_table(table), unit=unit, init=init, h2_background=h2_background)
+    if kind == "fc40":
+        return FullyConnected40(unit=unit, init=init)
+    raise ValueError(f"unknown model {kind!r}: use 'lenet1' or 'fc40'")

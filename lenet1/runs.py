@@ -1,0 +1,212 @@
+"""Run configuration and run folders.
+
+A run folder holds everything needed to trust and reuse one training run:
+
+- ``config.json``: the :class:`RunConfig` that made it;
+- ``history.json``: the figures before training and after every pass;
+- ``weights.safetensors``: the final parameters (plain tensors, nothing executable);
+- ``environment.json``: library versions and the machine, for reproducing it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .data import load
+from .model import BACKGROUND, INITS, UNITS, build_model, connection_table
+from .train import SGD, History, PassRecord, StepRule, train_online
+
+RUN_FILES = ("config.json", "history.json", "weights.safetensors")
+MODELS = ("lenet1", "fc40")
+OPTIMIZERS = ("sgd", "sdlm")
+ENGINES = ("reference", "fast")
+
+
+class RunError(ValueError):
+    """A run folder is missing, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's numbers. Defaults are the paper's protocol."""
+
+    data: str = "usps"
+    model: str = "lenet1"
+    unit: str = "scaled_tanh"
+    init: str = "fan_in"
+    table: str = "block"
+    h2_background: float = BACKGROUND
+    passes: int = 23
+    optimizer: str = "sgd"
+    lr: float = 0.03
+    seed: int = 0
+    engine: str = "reference"
+
+    def __post_init__(self) -> None:
+        choices = {"model": MODELS, "unit": UNITS, "init": INITS, "optimizer": OPTIMIZERS,
+                   "engine": ENGINES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        connection_table(self.table)  # raises on a bad name
+        if self.passes < 0:
+            raise ValueError(f"passes must be >= 0, got {self.passes}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        if not -1.0 <= self.h2_background <= 1.0:
+            raise ValueError(f"h2_background must lie in [-1, 1], got {self.h2_background}")
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise RunError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def make_model(config: RunConfig) -> nn.Module:
+    """The network the configuration describes, its weights drawn from ``config.seed``."""
+    torch.manual_seed(config.seed)
+    return build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
+                       table=config.table, h2_background=config.h2_background)
+
+
+def make_rule(config: RunConfig) -> StepRule:
+    if config.optimizer == "sdlm":
+        from .sdlm import SDLM  # the paper's optimiser lives in its own module
+
+        return SDLM.from_config(config)  # type: ignore[attr-defined,no-any-return]
+    return SGD(config.lr)
+
+
+def make_engine(config: RunConfig, progress: bool = False) -> Any:
+    if config.engine == "fast":
+        from .engine import FastEngine
+
+        return FastEngine()
+    from .train import ReferenceEngine
+
+    return ReferenceEngine(progress=progress)
+
+
+def environment() -> dict[str, str]:
+    import numpy
+
+    from . import __version__
+
+    return {"lenet1": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform(),
+            "machine": platform.machine(), "torch_threads": str(torch.get_num_threads())}
+
+
+def train_run(config: RunConfig, out: Path | None = None, data_root: str | None = None,
+              on_pass: Callable[[PassRecord], None] | None = None,
+              progress: bool = False) -> tuple[nn.Module, History]:
+    """Train the configured network on the configured data; write a run folder if ``out``."""
+    split = load(config.data, data_root)
+    model = make_model(config)
+    history = train_online(model, split.train, split.test, config.passes, make_rule(config),
+                           make_engine(config, progress), on_pass=on_pass, progress=progress)
+    if out is not None:
+        save_run(out, config, model, history)
+    return model, history
+
+
+def save_run(out: Path, config: RunConfig, model: nn.Module, history: History) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(history.to_json(), indent=1) + "\n")
+    (out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+              str(out / "weights.safetensors"))
+
+
+@dataclass
+class Run:
+    path: Path
+    config: RunConfig
+    history: History
+    model: nn.Module
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder back: its configuration, history and trained network."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RunError(f"{folder} is not a folder")
+    missing = [name for name in RUN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise RunError(f"{folder} is not a run folder: it lacks {', '.join(missing)}")
+    try:
+        config = RunConfig.from_json(json.loads((folder / "config.json").read_text()))
+        history = History.from_json(json.loads((folder / "history.json").read_text()))
+        state = load_file(str(folder / "weights.safetensors"))
+    except (ValueError, TypeError, KeyError, OSError, SafetensorError) as error:
+        raise RunError(f"{folder} holds an unreadable run: {error}") from None
+    model = build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
+                        table=config.table, h2_background=config.h2_background)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise RunError(f"{folder}: the weights do not fit the configured network: "
+                       f"{str(error).splitlines()[0]}") from None
+    return Run(folder, config, history, model)
+
+
+def code_fingerprint() -> str:
+    """A hash of the package's source: a cached run made by other code is never reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """Where cached runs live: ``root``, else ``$LENET1_RUNS``, else ``<project>/runs``."""
+    import os
+
+    from .data import project_root
+
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get("LENET1_RUNS") or project_root() / "runs")
+
+
+def cached_run(config: RunConfig, root: str | Path | None = None,
+               data_root: str | None = None,
+               on_pass: Callable[[PassRecord], None] | None = None) -> Run:
+    """The run for ``config``, trained now or reloaded from an earlier identical one.
+
+    The folder's name is a hash of the configuration and of the package's source, so a change
+    to either trains afresh: the book never shows numbers from older code.
+    """
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([asdict(config), code_fingerprint()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    folder = runs_root(root) / f"{config.model}-{config.optimizer}-s{config.seed}-{key}"
+    if all((folder / name).is_file() for name in RUN_FILES):
+        return load_run(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    model, history = train_run(config, out=partial, data_root=data_root, on_pass=on_pass)
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.replace(folder)  # a run interrupted half-way is never mistaken for a finished one
+    return Run(folder, config, history, model)

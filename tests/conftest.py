@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests that need the paper's digits skip when no data root is configured."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from lenet1.data import SHA256, Split, data_root, load
+
+
+def _real_data_present() -> bool:
+    root = data_root()
+    return all((root / name).is_file() for name in SHA256)
+
+
+requires_data = pytest.mark.skipif(
+    not _real_data_present() and os.environ.get("CI") != "true",
+    reason="the zip code digits are not under the data root (set LENET1_DATA)")
+
+
+@pytest.fixture(scope="session")
+def usps() -> Split:
+    return load("usps")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # Deterministic and fastest for the small batch-1 work of the tests.
+    torch.set_num_threads(1)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lenet1.cli import main
+
+from .conftest import requires_data
+
+
+def test_info_prints_the_papers_totals(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "1,256" in out and "64,660" in out and "9,760" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--passes", "-1", "--out", "x"],
+    ["train", "--lr", "0", "--out", "x"],
+    ["train", "--unit", "relu", "--out", "x"],
+    ["train"],
+    ["frobnicate"],
+    [],
+])
+def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "error" in err and "Traceback" not in err
+
+
+def test_missing_data_root_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lenet1.data.urllib.request.urlopen",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    assert main(["train", "--data-root", str(tmp_path / "none"), "--passes", "0",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "LENET1_DATA" in err
+
+
+def test_evaluate_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_bad_table_name(capsys):
+    assert main(["info", "--table", "random:x"]) == 2
+
+
+@requires_data
+def test_train_then_evaluate_in_a_subprocess(tmp_path):
+    out = tmp_path / "run"
+    trained = subprocess.run([sys.executable, "-m", "lenet1", "train", "--passes", "0",
+                              "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "pass  0" in trained.stdout and (out / "weights.safetensors").is_file()
+    evaluated = subprocess.run([sys.executable, "-m", "lenet1", "evaluate", str(out)],
+                               capture_output=True, text=True, check=True)
+    final_line = [line for line in trained.stdout.splitlines() if line.startswith("pass")][-1]
+    assert final_line in evaluated.stdout

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lenet1.data import Digits
+from lenet1.model import LeNet1
+from lenet1.runs import RunConfig, RunError, cached_run, load_run, make_model, save_run
+from lenet1.train import SGD, History, evaluate, metrics_of, train_online
+
+from .conftest import requires_data
+
+
+def _toy(n: int, seed: int) -> Digits:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+    return Digits(images, torch.arange(n) % 10)
+
+
+def test_metrics_count_exact_misses():
+    outputs = -torch.ones(4, 10)
+    outputs[torch.arange(4), torch.tensor([0, 1, 2, 9])] = 1.0
+    metrics = metrics_of(outputs, torch.tensor([0, 1, 2, 3]))
+    assert metrics.misses == 1 and metrics.error == 0.25 and metrics.count == 4
+    # MSE per pattern and output unit: one pattern has two outputs off by 2 -> 8/40.
+    assert metrics.mse == pytest.approx(8 / 40)
+
+
+@requires_data
+def test_short_run_on_real_digits_lowers_the_loss(usps):
+    torch.manual_seed(0)
+    model = LeNet1()
+    fit = usps.train.subset(slice(0, 400))
+    history = train_online(model, fit, usps.test.subset(slice(0, 200)), 2, SGD(0.03))
+    mses = [r.train.mse for r in history.passes]
+    assert len(history.passes) == 3 and history.passes[0].pass_index == 0
+    assert mses[2] < mses[1] < mses[0]
+    assert history.final.train.misses < history.passes[0].train.misses
+
+
+def test_same_seed_same_numbers_bit_for_bit():
+    train, test = _toy(60, 0), _toy(20, 1)
+
+    def run() -> tuple[History, dict[str, torch.Tensor]]:
+        model = make_model(RunConfig(seed=7))
+        return train_online(model, train, test, 2, SGD(0.05)), model.state_dict()
+
+    (h1, w1), (h2, w2) = run(), run()
+    assert h1.to_json() == h2.to_json()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    other = make_model(RunConfig(seed=8)).state_dict()
+    assert not torch.equal(other["h1_weight"], w1["h1_weight"])
+
+
+def test_divergence_is_reported():
+    with pytest.raises(FloatingPointError, match="diverged"):
+        model = LeNet1()
+        with torch.no_grad():
+            model.out_weight.fill_(float("nan"))
+        train_online(model, _toy(10, 0), _toy(10, 1), 1, SGD(0.01))
+
+
+def test_bad_learning_rate():
+    with pytest.raises(ValueError):
+        SGD(-1.0)
+    with pytest.raises(ValueError):
+        SGD(float("nan"))
+
+
+def test_run_folder_round_trip(tmp_path):
+    config = RunConfig(passes=1, seed=3)
+    model = make_model(config)
+    history = train_online(model, _toy(30, 0), _toy(10, 1), 1, SGD(0.03))
+    save_run(tmp_path, config, model, history)
+    run = load_run(tmp_path)
+    assert run.config == config
+    assert run.history.to_json() == history.to_json()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  run.model.state_dict().values()))
+    # The weights reload without executing anything.
+    assert json.loads((tmp_path / "environment.json").read_text())["torch"] == torch.__version__
+    assert evaluate(run.model, _toy(10, 1)) == history.final.test
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(RunError, match="not a run folder"):
+        load_run(tmp_path)
+    with pytest.raises(RunError, match="not a folder"):
+        load_run(tmp_path / "absent")
+    for name in ("config.json", "history.json", "weights.safetensors"):
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(RunError, match="unreadable"):
+        load_run(tmp_path)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unit"):
+        RunConfig(unit="sigmoid")
+    with pytest.raises(ValueError, match="connection table"):
+        RunConfig(table="nope")
+    with pytest.raises(RunError, match="unknown configuration keys"):
+        RunConfig.from_json({"momentum": 0.9})
+
+
+@requires_data
+def test_cached_run_trains_once_then_reloads(tmp_path):
+    config = RunConfig(passes=0, seed=1)
+    first = cached_run(config, root=tmp_path)
+    again = cached_run(config, root=tmp_path)
+    assert first.path == again.path and (first.path / "history.json").is_file()
+    assert again.history.to_json() == first.history.to_json()
+    assert cached_run(RunConfig(passes=0, seed=2), root=tmp_path).path != first.path

@@ -1,0 +1,163 @@
+"""Data augmentation for (N, 1, 16, 16) digit images in [-1, 1].
+
+- :func:`translate` / :func:`random_translate`: true translation by whole pixels. What moves in
+  from outside the image is the background (-1); what moves out is lost. Nothing wraps round, as
+  it did in an earlier reproduction that used ``torch.roll``.
+- :func:`affine` / :func:`random_affine`: small rotations and changes of size about the image's
+  centre, resampled bilinearly, with the same -1 background beyond the border.
+- :class:`Augmentation`: the two combined, as the mini-batch trainer applies them.
+
+Every random draw comes from a ``torch.Generator`` the caller passes in: the same generator
+state gives the same images, and the global random state is never touched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import BACKGROUND, check_images
+
+SIZE = 16
+
+
+def _check_generator(generator: torch.Generator) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+def _check_whole(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
+    return value
+
+
+def _check_range(value: object, name: str, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (math.isfinite(value) and 0.0 <= value <= high):
+        raise ValueError(f"{name} must be a number in [0, {high}], got {value!r}")
+    return float(value)
+
+
+def _per_image(values: Tensor | float, count: int, name: str, dtype: torch.dtype) -> Tensor:
+    """A scalar or an (N,) tensor of per-image values, as an (N,) tensor of ``dtype``."""
+    tensor = torch.as_tensor(values)
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{name} must hold numbers, got {tensor.dtype}")
+    if dtype == torch.int64 and tensor.is_floating_point():
+        raise ValueError(f"{name} must hold whole numbers of pixels, got {tensor.dtype}")
+    if tensor.dim() == 0:
+        tensor = tensor.expand(count)
+    if tuple(tensor.shape) != (count,):
+        raise ValueError(f"{name} must be a scalar or have shape ({count},), got "
+                         f"{tuple(tensor.shape)}")
+    return tensor.to(dtype)
+
+
+# --- translation ------------------------------------------------------------------------------
+
+
+def translate(images: Tensor, dx: Tensor | int, dy: Tensor | int) -> Tensor:
+    """Move each image's content ``dx`` pixels right and ``dy`` pixels down (negative: left, up).
+
+    ``out[n, 0, y, x] = images[n, 0, y - dy[n], x - dx[n]]``, and -1 where that falls outside the
+    image. ``dx`` and ``dy`` are whole numbers in -16..16, one for all images or one per image.
+    """
+    check_images(images)
+    count = len(images)
+    dx = _per_image(dx, count, "dx", torch.int64)
+    dy = _per_image(dy, count, "dy", torch.int64)
+    if count == 0:
+        return images.clone()
+    reach = int(torch.maximum(dx.abs(), dy.abs()).max())
+    if reach > SIZE:
+        raise ValueError(f"shifts must lie in -{SIZE}..{SIZE} pixels, got {reach}")
+    # Pad by the largest shift with background, then cut each image's window out of the pad.
+    padded = F.pad(images, (reach, reach, reach, reach), value=BACKGROUND)
+    grid = torch.arange(SIZE) + reach
+    rows = (grid - dy[:, None])[:, :, None]  # (N, 16, 1)
+    cols = (grid - dx[:, None])[:, None, :]  # (N, 1, 16)
+    return padded[torch.arange(count)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
+def random_translate(images: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+    """Translate each image by its own shift, each axis drawn uniformly from -k..k pixels."""
+    _check_whole(max_shift, "max_shift", 0, SIZE)
+    _check_generator(generator)
+    count = len(images)
+    dx = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
+    dy = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
+    return translate(images, dx, dy)
+
+
+# --- rotation and scaling ---------------------------------------------------------------------
+
+
+def affine(images: Tensor, degrees: Tensor | float, scale: Tensor | float) -> Tensor:
+    """Rotate each image's content ``degrees`` anticlockwise and scale it by ``scale`` about
+    the image centre, resampling bilinearly; -1 beyond the border.
+
+    Scalars apply to every image; (N,) tensors give one value per image.
+    """
+    check_images(images)
+    count = len(images)
+    angle = torch.deg2rad(_per_image(degrees, count, "degrees", torch.float32))
+    factor = _per_image(scale, count, "scale", torch.float32)
+    if count == 0:
+        return images.clone()
+    if not bool(torch.isfinite(angle).all()) or not bool((factor > 0).all()) \
+            or not bool(torch.isfinite(factor).all()):
+        raise ValueError("degrees must be finite and scale finite and positive")
+    # affine_grid maps output coordinates to input ones: the inverse of the wanted motion.
+    # y points down in image coordinates, so an anticlockwise turn on screen is -angle here.
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # grid_sample pads with 0 only: sample images + 1 (background 0), then shift back.
+    moved = F.grid_sample(images - BACKGROUND, grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False) + BACKGROUND
+    return moved.clamp(-1.0, 1.0)  # rounding may step a hair outside [-1, 1]
+
+
+def random_affine(images: Tensor, max_degrees: float, max_scale: float,
+                  generator: torch.Generator) -> Tensor:
+    """Rotate each image by an angle uniform in +-``max_degrees`` and scale it by a factor
+    uniform in [1 - ``max_scale``, 1 + ``max_scale``]."""
+    _check_range(max_degrees, "max_degrees", 180.0)
+    _check_range(max_scale, "max_scale", 0.5)
+    _check_generator(generator)
+    count = len(images)
+    degrees = (torch.rand(count, generator=generator) * 2 - 1) * max_degrees
+    scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * max_scale
+    return affine(images, degrees, scale)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random translation by up to ``translate`` pixels, then rotation by up to ``rotate``
+    degrees and scaling by up to ``scale`` (relative). All zero: no augmentation."""
+
+    translate: int = 0
+    rotate: float = 0.0
+    scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_whole(self.translate, "translate", 0, SIZE)
+        _check_range(self.rotate, "rotate", 180.0)
+        _check_range(self.scale, "scale", 0.5)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.translate or self.rotate or self.scale)
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        if self.translate:
+            images = random_translate(images, self.translate, generator)
+        if self.rotate or self.scale:
+            images = random_affine(images, self.rotate, self.scale, generator)
+        return images

@@ -1,0 +1,526 @@
+"""The same 9,760 weights trained the modern way.
+
+:class:`ModernLeNet1` is the 1989 network's topology (H1 12x8x8 with unshared biases, H2 12x4x4
+seeing 8 of 12 maps through a connection table, H3 30, output 10) with today's options:
+ReLU units, dropout before H3, logits for softmax + cross-entropy, PyTorch/Kaiming inits. Its
+parameters have :class:`~lenet1.model.LeNet1`'s names and shapes, so a state dict moves
+between the two. It is deliberately *not* a LeNet1 subclass: code that special-cases LeNet1
+(the diagonal-Hessian optimiser, which assumes squashing units) must not take it silently.
+
+:func:`train_minibatch` trains it (or a LeNet1) with mini-batches, AdamW or SGD, a learning-rate
+schedule, augmentation and optional weight averaging, evaluating both whole sets after every
+pass with the network in evaluation mode.
+
+What the figures mean (:class:`ModernRecord`):
+
+- ``loss`` fields: the training objective on the whole set in evaluation mode -- the MSE of
+  :func:`lenet1.train.loss_per_pattern`, or the cross-entropy (natural log, mean over
+  patterns, *without* label smoothing so that runs with and without it compare).
+- ``Metrics.mse``: always the paper's quantity, the squared error against +-1 place-coded
+  targets averaged over patterns and units. A squashed network's outputs are used as they are;
+  a logits network's are mapped onto the same scale first, ``2 * softmax - 1`` (a sure, right
+  answer scores 0; the figure is 4/10 of the Brier score).
+- ``seconds``: wall time of the pass's training alone (no evaluation).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .augment import Augmentation
+from .data import Digits
+from .model import (
+    BACKGROUND,
+    KERNEL,
+    MAPS,
+    PAD_AFTER,
+    PAD_BEFORE,
+    STRIDE,
+    TANH_AMPLITUDE,
+    TANH_SLOPE,
+    activation,
+    block_table,
+    check_images,
+    check_table,
+)
+from .train import History, Metrics, PassRecord, loss_per_pattern, metrics_of, predict
+
+ModernUnit = Literal["scaled_tanh", "tanh", "relu"]
+ModernInit = Literal["fan_in", "sqrt_fan_in", "pytorch", "kaiming"]
+Output = Literal["logits", "squashed"]
+MODERN_UNITS: tuple[str, ...] = ("scaled_tanh", "tanh", "relu")
+MODERN_INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in", "pytorch", "kaiming")
+OUTPUTS: tuple[str, ...] = ("logits", "squashed")
+LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+DSP_MULTIPLY_ADDS_PER_SECOND = 12.5e6  # the AT&T DSP-32C board the paper ran on
+
+
+def _unit(a: Tensor, unit: str) -> Tensor:
+    return torch.relu(a) if unit == "relu" else activation(a, unit)  # type: ignore[arg-type]
+
+
+class ModernLeNet1(nn.Module):
+    """LeNet-1's topology and 9,760 free parameters, with modern options.
+
+    Args:
+        table: H2's connection table, (12, 12) bool; default the block table.
+        unit: hidden units: ``scaled_tanh`` (1.7159 tanh(2a/3)), ``tanh`` or ``relu``.
+        output: ``logits`` (the output layer's sums, for softmax + cross-entropy) or
+            ``squashed`` (through 1.7159 tanh(2a/3) -- or the tanh for ``unit="tanh"`` -- so
+            +-1 targets are reachable, for MSE; ReLU networks squash with the scaled tanh).
+        dropout: probability of dropping each H2 state on its way into H3, in training only.
+        init: ``fan_in`` (uniform +-2.4/F, the paper's), ``sqrt_fan_in`` (+-2.4/sqrt F),
+            ``pytorch`` (nn.Linear's default: weights and biases uniform +-1/sqrt F) or
+            ``kaiming`` (He: uniform +-sqrt(6/F), for ReLU). F counts only connected inputs
+            (200 for H2, not 300). Biases start at zero except with ``pytorch``.
+        h2_background: what H1's maps are padded with before H2 sees them; default the unit's
+            "off" level: -1 for the tanh units (as LeNet1), 0 for ReLU (a ReLU is never -1; -1
+            padding after ReLU was an earlier reproduction's bug). The input is always padded
+            with the -1 of the paper's virtual background.
+        seed: draw the initial weights from this seed; ``None``: from torch's global generator.
+    """
+
+    h2_mask: Tensor
+
+    def __init__(self, table: Tensor | None = None, unit: ModernUnit = "relu",
+                 output: Output = "logits", dropout: float = 0.0, init: ModernInit = "pytorch",
+                 h2_background: float | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        if unit not in MODERN_UNITS:
+            raise ValueError(f"unit must be one of {MODERN_UNITS}, got {unit!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if init not in MODERN_INITS:
+            raise ValueError(f"init must be one of {MODERN_INITS}, got {init!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if h2_background is None:
+            h2_background = 0.0 if unit == "relu" else BACKGROUND
+        if not (math.isfinite(h2_background) and -1.0 <= h2_background <= 1.0):
+            raise ValueError(f"h2_background must lie in [-1, 1], got {h2_background}")
+        table = check_table(block_table() if table is None else table.clone())
+        self.unit: ModernUnit = unit
+        self.output: Output = output
+        self.dropout = float(dropout)
+        self.init: ModernInit = init
+        self.h2_background = float(h2_background)
+        self.register_buffer("h2_mask", table[:, :, None, None].to(torch.float32))
+        self.h1_weight = nn.Parameter(torch.empty(MAPS, 1, KERNEL, KERNEL))
+        self.h1_bias = nn.Parameter(torch.zeros(MAPS, 8, 8))
+        self.h2_weight = nn.Parameter(torch.empty(MAPS, MAPS, KERNEL, KERNEL))
+        self.h2_bias = nn.Parameter(torch.zeros(MAPS, 4, 4))
+        self.h3_weight = nn.Parameter(torch.empty(30, MAPS * 4 * 4))
+        self.h3_bias = nn.Parameter(torch.zeros(30))
+        self.out_weight = nn.Parameter(torch.empty(10, 30))
+        self.out_bias = nn.Parameter(torch.zeros(10))
+        self.reset_parameters(None if seed is None else torch.Generator().manual_seed(seed))
+
+    @property
+    def table(self) -> Tensor:
+        return self.h2_mask[:, :, 0, 0].bool()
+
+    def extra_repr(self) -> str:
+        return (f"unit={self.unit}, output={self.output}, dropout={self.dropout}, "
+                f"init={self.init}, h2_background={self.h2_background}")
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        def draw(tensor: Tensor, fan_in: int) -> None:
+            bound = {"fan_in": 2.4 / fan_in, "sqrt_fan_in": 2.4 / math.sqrt(fan_in),
+                     "pytorch": 1 / math.sqrt(fan_in), "kaiming": math.sqrt(6 / fan_in)}
+            tensor.uniform_(-bound[self.init], bound[self.init], generator=generator)
+
+        fan_ins = [KERNEL * KERNEL * int(n) for n in self.table.sum(dim=1).tolist()]
+        draw(self.h1_weight, KERNEL * KERNEL)
+        for out_map, fan_in in enumerate(fan_ins):  # each H2 map with its own fan-in
+            draw(self.h2_weight[out_map], fan_in)
+        draw(self.h3_weight, self.h3_weight.shape[1])
+        draw(self.out_weight, self.out_weight.shape[1])
+        self.h2_weight.mul_(self.h2_mask)  # disconnected weights are exactly zero
+        biases = (self.h1_bias, self.h2_bias, self.h3_bias, self.out_bias)
+        for bias in biases:
+            bias.zero_()
+        if self.init == "pytorch":
+            draw(self.h1_bias, KERNEL * KERNEL)
+            for out_map, fan_in in enumerate(fan_ins):
+                draw(self.h2_bias[out_map], fan_in)
+            draw(self.h3_bias, self.h3_weight.shape[1])
+            draw(self.out_bias, self.out_weight.shape[1])
+
+    def layers(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Every layer's states: h1, h2, h3, ``logits`` (the output sums) and ``out``.
+
+        ``generator`` draws the dropout masks (training mode only); ``None``: the global one.
+        """
+        check_images(x)
+        pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
+        h1 = _unit(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
+                   + self.h1_bias, self.unit)
+        # The mask in the forward pass gives disconnected weights a zero gradient.
+        h2 = _unit(F.conv2d(F.pad(h1, pad, value=self.h2_background),
+                            self.h2_weight * self.h2_mask, stride=STRIDE) + self.h2_bias,
+                   self.unit)
+        h2_flat = h2.flatten(1)
+        if self.training and self.dropout > 0:
+            # Our own mask, so the caller's generator (not the global one) decides it.
+            keep = torch.rand(h2_flat.shape, generator=generator) >= self.dropout
+            h2_flat = h2_flat * keep / (1 - self.dropout)
+        h3 = _unit(F.linear(h2_flat, self.h3_weight, self.h3_bias), self.unit)
+        logits = F.linear(h3, self.out_weight, self.out_bias)
+        if self.output == "logits":
+            out = logits
+        elif self.unit == "tanh":
+            out = torch.tanh(logits)
+        else:
+            out = TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
+        return {"h1": h1, "h2": h2, "h3": h3, "logits": logits, "out": out}
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.layers(x, generator)["out"]
+
+
+def free_parameters(model: nn.Module) -> int:
+    """Weights and biases training can change: disconnected H2 weights do not count."""
+    total = sum(p.numel() for p in model.parameters())
+    mask = getattr(model, "h2_mask", None)
+    if mask is not None:
+        total -= int((mask == 0).sum()) * KERNEL * KERNEL
+    return total
+
+
+def _gives_logits(model: nn.Module) -> bool:
+    return getattr(model, "output", "squashed") == "logits"
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def place_coded(model: nn.Module, outputs: Tensor) -> Tensor:
+    """Outputs on the paper's +-1 place-code scale: a logits network's as 2 softmax - 1."""
+    return 2 * outputs.softmax(dim=1) - 1 if _gives_logits(model) else outputs
+
+
+def objective(outputs: Tensor, labels: Tensor, loss: str,
+              label_smoothing: float = 0.0) -> Tensor:
+    """The mean training loss of a batch: MSE per pattern and unit, or cross-entropy."""
+    if loss == "cross_entropy":
+        return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+    from .data import place_code
+
+    return loss_per_pattern(outputs, place_code(labels)).mean()
+
+
+def evaluate_modern(model: nn.Module, digits: Digits, loss: str) -> tuple[Metrics, float]:
+    """Metrics and the plain (unsmoothed) loss on a whole set, the network in evaluation mode."""
+    outputs = predict(model, digits.images)
+    value = float(objective(outputs, digits.labels, loss)) if len(digits) else math.nan
+    return metrics_of(place_coded(model, outputs), digits.labels), value
+
+
+@torch.no_grad()
+def predict_shifted(model: nn.Module, images: Tensor, max_shift: int = 1) -> Tensor:
+    """Test-time augmentation: place-coded outputs averaged over every translation of the
+    images by -k..k pixels on each axis ((2k+1)^2 copies; a logits network's probabilities
+    are averaged, then mapped to 2 p - 1)."""
+    from .augment import _check_whole, translate
+
+    _check_whole(max_shift, "max_shift", 0, 16)
+    total = torch.zeros(len(images), 10)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            total += place_coded(model, predict(model, translate(images, dx, dy)))
+    return total / (2 * max_shift + 1) ** 2
+
+
+class WeightAverage:
+    """An exponential moving average of a network's parameters, kept in a frozen copy.
+
+    ``decay`` near 1 averages over about 1 / (1 - decay) steps. Disconnected H2 weights are 0
+    in every copy, so they stay 0 in the average.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the averaging decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for mine, theirs in zip(self.model.parameters(), model.parameters()):
+            mine.lerp_(theirs, 1 - self.decay)
+        for kept, current in zip(self.model.buffers(), model.buffers()):
+            kept.copy_(current)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def _positive(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _whole(value: object, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModernConfig:
+    """Everything :func:`train_minibatch` does, besides the network itself.
+
+    ``weight_decay`` applies to weights only, never biases (LeNet-1's 960 unshared hidden
+    biases would otherwise be pulled to 0 for no reason); AdamW decouples it (the step is
+    ``w -= lr * weight_decay * w``), SGD adds it to the gradient. The schedule multiplies ``lr``
+    by a factor computed before every step t of T: 1, (1 + cos(pi t / T)) / 2, or 1 - t / T.
+    ``ema``: if > 0, the decay of a weight average that is evaluated instead of the raw
+    network, and copied into it when training ends. ``seed`` decides the order of the
+    patterns, the augmentation and dropout (not the initial weights: the network brings them).
+    """
+
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    batch_size: int = 32
+    passes: int = 30
+    shuffle: bool = True
+    translate: int = 0
+    rotate: float = 0.0
+    scale: float = 0.0
+    ema: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS),
+                              ("schedule", SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ValueError("label_smoothing applies to the cross_entropy loss only")
+        _positive(self.lr, "lr")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        _whole(self.batch_size, "batch_size", 1)
+        _whole(self.passes, "passes", 0)
+        _whole(self.seed, "seed", 0)
+        if not (self.ema == 0.0 or 0.0 < self.ema < 1.0):
+            raise ValueError(f"ema must be 0 (off) or lie in (0, 1), got {self.ema}")
+        self.augmentation()  # raises on bad translate / rotate / scale
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.translate, self.rotate, self.scale)
+
+    def lr_at(self, step: int, total: int) -> float:
+        """The learning rate of step ``step`` (0-based) of ``total``."""
+        if self.schedule == "constant" or total == 0:
+            return self.lr
+        fraction = step / total
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        return self.lr * (1 - fraction)
+
+
+@dataclass
+class ModernRecord(PassRecord):
+    """A :class:`~lenet1.train.PassRecord` plus each set's loss and the pass's wall time."""
+
+    train_loss: float
+    test_loss: float
+    seconds: float
+    lr: float  # the learning rate of the pass's last step
+
+
+@dataclass
+class ModernHistory(History):
+    passes: list[ModernRecord] = field(default_factory=list)  # type: ignore[assignment]
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [{**row, "train_loss": r.train_loss, "test_loss": r.test_loss,
+                 "seconds": r.seconds, "lr": r.lr}
+                for row, r in zip(super().to_json(), self.passes)]
+
+    @classmethod
+    def from_json(cls, rows: list[dict[str, object]]) -> ModernHistory:
+        return cls([ModernRecord(int(row["pass"]),  # type: ignore[call-overload]
+                                 Metrics(**row["train"]),  # type: ignore[arg-type]
+                                 Metrics(**row["test"]),  # type: ignore[arg-type]
+                                 float(row["train_loss"]),  # type: ignore[arg-type]
+                                 float(row["test_loss"]),  # type: ignore[arg-type]
+                                 float(row["seconds"]),  # type: ignore[arg-type]
+                                 float(row["lr"]))  # type: ignore[arg-type]
+                    for row in rows])
+
+    def figures(self) -> list[dict[str, object]]:
+        """Everything but the wall times: what must repeat bit for bit from a seed."""
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in self.to_json()]
+
+
+def format_modern(record: ModernRecord) -> str:
+    tr, te = record.train, record.test
+    return (f"pass {record.pass_index:>3}  train loss {record.train_loss:.3e} error "
+            f"{100 * tr.error:5.2f}% misses {tr.misses:>4}  |  test loss {record.test_loss:.3e} "
+            f"error {100 * te.error:5.2f}% misses {te.misses:>4}  |  {record.seconds:6.2f} s")
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    # Separate streams, so that e.g. switching dropout on leaves the order and shifts alone.
+    return torch.Generator().manual_seed(seed * 16 + stream)
+
+
+def make_optimizer(model: nn.Module, config: ModernConfig) -> torch.optim.Optimizer:
+    weights = [p for name, p in model.named_parameters() if not name.endswith("bias")]
+    biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
+    groups = [{"params": weights, "weight_decay": config.weight_decay},
+              {"params": biases, "weight_decay": 0.0}]
+    # foreach=False: one code path whatever the machine, for bit-for-bit repeatability.
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, foreach=False)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, foreach=False)
+
+
+def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: ModernConfig,
+                    on_pass: Callable[[ModernRecord], None] | None = None) -> ModernHistory:
+    """Train ``model`` in place by mini-batch gradient descent as ``config`` says.
+
+    Evaluates both whole sets before training (pass 0) and after every pass, in evaluation
+    mode (dropout off). The same network, data, config and thread count give the same figures
+    and weights bit for bit; the global random state is neither used nor changed.
+    """
+    if not isinstance(config, ModernConfig):
+        raise TypeError(f"config must be a ModernConfig, got {type(config).__name__}")
+    if (config.loss == "cross_entropy") != _gives_logits(model):
+        raise ValueError(f"the {config.loss} loss needs a network with "
+                         f"{'logits' if config.loss == 'cross_entropy' else 'squashed'} "
+                         f"outputs")
+    check_images(train.images)
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+    order_rng, augment_rng, dropout_rng = (_generator(config.seed, s) for s in range(3))
+    augmentation = config.augmentation()
+    optimizer = make_optimizer(model, config)
+    average = WeightAverage(model, config.ema) if config.ema else None
+    takes_generator = isinstance(model, ModernLeNet1)
+    steps_per_pass = math.ceil(len(train) / config.batch_size)
+    total_steps = steps_per_pass * config.passes
+    history = ModernHistory()
+    lr = config.lr_at(0, total_steps)
+
+    def record(pass_index: int, seconds: float) -> None:
+        judged = average.model if average is not None else model
+        train_metrics, train_loss = evaluate_modern(judged, train, config.loss)
+        test_metrics, test_loss = evaluate_modern(judged, test, config.loss)
+        entry = ModernRecord(pass_index, train_metrics, test_metrics, train_loss, test_loss,
+                             seconds, lr)
+        history.passes.append(entry)
+        if on_pass is not None:
+            on_pass(entry)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training diverged by pass {pass_index}: the training "
+                                     f"loss is {train_loss}; lower the learning rate")
+
+    record(0, 0.0)
+    step = 0
+    for pass_index in range(1, config.passes + 1):
+        start = time.perf_counter()
+        model.train()
+        order = (torch.randperm(len(train), generator=order_rng) if config.shuffle
+                 else torch.arange(len(train)))
+        for begin in range(0, len(train), config.batch_size):
+            index = order[begin:begin + config.batch_size]
+            images, labels = train.images[index], train.labels[index]
+            if augmentation.active:
+                images = augmentation(images, augment_rng)
+            lr = config.lr_at(step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            outputs = model(images, dropout_rng) if takes_generator else model(images)
+            loss = objective(outputs, labels, config.loss, config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if average is not None:
+                average.update(model)
+            step += 1
+        model.eval()
+        record(pass_index, time.perf_counter() - start)
+    if average is not None:
+        model.load_state_dict(average.model.state_dict())
+    return history
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MultiplyAdds:
+    """Multiply-adds of one pattern through a network, counted from its weight tensors.
+
+    ``forward``: one per connection (biases are adds, not counted). ``backward``: propagating
+    the error signals down to H1 (one per connection above H1) plus every connection's weight
+    gradient (one each). ``update``: one per free parameter for a plain gradient step.
+    Squashing functions and their derivatives are not counted (a table look-up on the DSP).
+    """
+
+    forward: int
+    backward: int
+    update: int
+
+    @property
+    def train_pattern(self) -> int:
+        """One online training step: forward, backward and update."""
+        return self.forward + self.backward + self.update
+
+    def dsp_seconds(self, patterns: int, passes: int = 1, batch_size: int = 1,
+                    rate: float = DSP_MULTIPLY_ADDS_PER_SECOND) -> float:
+        """Training time at ``rate`` multiply-adds a second (the paper's DSP-32C board),
+        one update per ``batch_size`` patterns; arithmetic only, no overhead."""
+        updates = math.ceil(patterns / batch_size) * passes
+        return ((self.forward + self.backward) * patterns * passes
+                + self.update * updates) / rate
+
+
+def multiply_adds(model: nn.Module) -> MultiplyAdds:
+    """Count a LeNet1, ModernLeNet1 or FullyConnected40 from its parameter shapes."""
+    tensors: dict[str, Tensor] = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    if {"h1_weight", "h2_mask"} <= tensors.keys():
+        h1 = tensors["h1_bias"].numel() * tensors["h1_weight"][0].numel()
+        per_map = KERNEL * KERNEL * tensors["h2_mask"].sum(dim=(1, 2, 3))
+        h2 = int((per_map * tensors["h2_bias"][0].numel()).sum())
+        layers = [h1, h2, tensors["h3_weight"].numel(), tensors["out_weight"].numel()]
+    elif "hidden_weight" in tensors:
+        layers = [tensors["hidden_weight"].numel(), tensors["out_weight"].numel()]
+    else:
+        raise TypeError(f"no multiply-add count for {type(model).__name__}")
+    forward = sum(layers)
+    return MultiplyAdds(forward=forward, backward=forward + sum(layers[1:]),
+                        update=free_parameters(model))
+
+
+def summary(model: nn.Module) -> dict[str, object]:
+    """Free parameters and multiply-adds, as a plain dict for a report."""
+    count = multiply_adds(model)
+    return {"free_parameters": free_parameters(model), **asdict(count),
+            "train_pattern": count.train_pattern}

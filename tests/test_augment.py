@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lenet1.augment import Augmentation, affine, random_affine, random_translate, translate
+from lenet1.model import ShapeError
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+
+
+def _reference_translate(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Pixel by pixel: out[y, x] = in[y - dy, x - dx], -1 outside."""
+    out = torch.full_like(image, -1.0)
+    for y in range(16):
+        for x in range(16):
+            if 0 <= y - dy < 16 and 0 <= x - dx < 16:
+                out[0, y, x] = image[0, y - dy, x - dx]
+    return out
+
+
+def test_translation_moves_content_exactly_and_fills_with_background():
+    images = _images(7)
+    shifts = [(0, 0), (1, 0), (0, -1), (3, -2), (-4, 5), (15, 0), (-16, 16)]
+    dx = torch.tensor([s[0] for s in shifts])
+    dy = torch.tensor([s[1] for s in shifts])
+    moved = translate(images, dx, dy)
+    for n, (sx, sy) in enumerate(shifts):
+        assert torch.equal(moved[n], _reference_translate(images[n], sx, sy)), (sx, sy)
+
+
+def test_nothing_wraps_round():
+    image = -torch.ones(1, 1, 16, 16)
+    image[0, 0, :, 15] = 1.0  # ink in the right-most column
+    right = translate(image, 1, 0)
+    assert float(right.max()) == -1.0  # pushed out, not wrapped to column 0
+    left = translate(image, -1, 0)
+    assert torch.equal(left[0, 0, :, 14], torch.ones(16)) and float(left[0, 0, :, 15].max()) == -1
+    down = translate(_images(1), 0, 2)
+    assert float(down[0, 0, :2].max()) == -1.0 == float(down[0, 0, :2].min())
+
+
+def test_zero_shift_is_the_identity():
+    images = _images(5)
+    assert torch.equal(translate(images, 0, 0), images)
+    assert torch.equal(random_translate(images, 0, torch.Generator().manual_seed(1)), images)
+    assert translate(images[:0], 1, 1).shape == (0, 1, 16, 16)
+
+
+def test_random_shifts_are_per_image_bounded_and_reproducible():
+    image = -torch.ones(200, 1, 16, 16)
+    image[:, 0, 8, 8] = 1.0  # one lit pixel: where it lands is the shift
+    before = torch.get_rng_state()
+    moved = random_translate(image, 2, torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), before)  # the global generator is left alone
+    lit = (moved[:, 0] > 0).nonzero()
+    assert len(lit) == 200
+    dy, dx = lit[:, 1] - 8, lit[:, 2] - 8
+    assert int(dx.abs().max()) == 2 == int(dy.abs().max())
+    assert len(set(zip(dx.tolist(), dy.tolist()))) == 25  # every shift in -2..2 occurs
+    again = random_translate(image, 2, torch.Generator().manual_seed(3))
+    other = random_translate(image, 2, torch.Generator().manual_seed(4))
+    assert torch.equal(moved, again) and not torch.equal(moved, other)
+
+
+def test_affine_identity_rotation_and_background():
+    images = _images(4)
+    assert torch.allclose(affine(images, 0.0, 1.0), images, atol=1e-5)
+    dot = -torch.ones(1, 1, 16, 16)
+    dot[0, 0, 7, 12] = 1.0  # 4.5 px right of the centre (7.5, 7.5), 0.5 px above
+    turned = affine(dot, 90.0, 1.0)  # anticlockwise: to 4.5 px above, 0.5 px left
+    assert (turned[0, 0] > 0.99).nonzero().tolist() == [[3, 7]]
+    shrunk = affine(torch.ones(1, 1, 16, 16), 0.0, 0.5)
+    assert float(shrunk[0, 0, 0, 0]) == -1.0 and float(shrunk[0, 0, 8, 8]) == 1.0
+    varied = random_affine(images, 15.0, 0.2, torch.Generator().manual_seed(0))
+    assert float(varied.min()) >= -1.0 and float(varied.max()) <= 1.0
+    assert torch.equal(varied, random_affine(images, 15.0, 0.2,
+                                             torch.Generator().manual_seed(0)))
+
+
+def test_augmentation_combines_and_is_reproducible():
+    images = _images(16)
+    assert not Augmentation().active
+    assert torch.equal(Augmentation()(images, torch.Generator()), images)
+    both = Augmentation(translate=1, rotate=10.0, scale=0.1)
+    first = both(images, torch.Generator().manual_seed(5))
+    assert torch.equal(first, both(images, torch.Generator().manual_seed(5)))
+    assert not torch.equal(first, images)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: translate(x, 1.5, 0),
+    lambda x: translate(x, 17, 0),
+    lambda x: translate(x, torch.tensor([1, 2]), 0),
+    lambda x: translate(x, True, 0),
+    lambda x: random_translate(x, -1, torch.Generator()),
+    lambda x: random_translate(x, 1.0, torch.Generator()),
+    lambda x: affine(x, 0.0, 0.0),
+    lambda x: affine(x, float("nan"), 1.0),
+    lambda x: random_affine(x, -5.0, 0.1, torch.Generator()),
+    lambda x: random_affine(x, 5.0, 0.9, torch.Generator()),
+    lambda x: Augmentation(translate=-1),
+    lambda x: Augmentation(rotate=float("inf")),
+])
+def test_bad_arguments_raise_value_errors(call):
+    with pytest.raises(ValueError):
+        call(_images(3))
+
+
+def test_bad_images_and_generators_are_refused():
+    with pytest.raises(ShapeError):
+        translate(torch.zeros(3, 16, 16), 1, 1)
+    with pytest.raises(ShapeError):
+        translate(torch.full((1, 1, 16, 16), 2.0), 1, 1)
+    with pytest.raises(TypeError, match="Generator"):
+        random_translate(_images(2), 1, 0)  # type: ignore[arg-type]

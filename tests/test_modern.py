@@ -1,0 +1,281 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lenet1.data import Digits
+from lenet1.model import FullyConnected40, LeNet1, architecture, full_table
+from lenet1.modern import (
+    MODERN_INITS,
+    MODERN_UNITS,
+    ModernConfig,
+    ModernHistory,
+    ModernLeNet1,
+    WeightAverage,
+    evaluate_modern,
+    free_parameters,
+    make_optimizer,
+    multiply_adds,
+    place_coded,
+    predict_shifted,
+    train_minibatch,
+)
+from lenet1.train import SGD, predict, train_online
+
+from .conftest import requires_data
+
+
+def _toy(n: int, seed: int, noise: float = 0.3) -> Digits:
+    """Ten fixed random templates plus noise: learnable, so a loss can be seen to fall."""
+    templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = templates[labels] + noise * torch.randn(n, 1, 16, 16, generator=generator)
+    return Digits(images.clamp(-1, 1), labels)
+
+
+def _off(model: torch.nn.Module) -> torch.Tensor:
+    return model.h2_weight.detach()[~model.table]  # type: ignore[index, operator, union-attr]
+
+
+# --- the network ------------------------------------------------------------------------------
+
+
+def test_every_option_has_the_papers_9760_free_parameters():
+    for unit, init, output, dropout in itertools.product(MODERN_UNITS, MODERN_INITS,
+                                                         ("logits", "squashed"), (0.0, 0.5)):
+        model = ModernLeNet1(unit=unit, init=init, output=output, dropout=dropout, seed=0)
+        assert free_parameters(model) == 9760, (unit, init, output, dropout)
+        assert float(_off(model).abs().max()) == 0.0
+    assert free_parameters(LeNet1()) == architecture(LeNet1())[-1].free_parameters
+    assert free_parameters(ModernLeNet1(full_table())) == 9760 + 12 * 4 * 25
+
+
+def test_same_names_and_shapes_as_lenet1_and_the_same_function():
+    torch.manual_seed(0)
+    paper = LeNet1()
+    modern = ModernLeNet1(unit="scaled_tanh", output="squashed", init="fan_in")
+    modern.load_state_dict(paper.state_dict())
+    images = _toy(8, 0).images
+    assert torch.equal(modern(images), paper(images))
+
+
+def test_relu_pads_h2_with_zero_and_tanh_with_minus_one():
+    images = _toy(4, 0).images
+    for unit, background in (("relu", 0.0), ("tanh", -1.0), ("scaled_tanh", -1.0)):
+        model = ModernLeNet1(unit=unit, seed=1)
+        assert model.h2_background == background
+        states = model.layers(images)
+        padded = F.pad(states["h1"], (2, 1, 2, 1), value=background)
+        sums = F.conv2d(padded, model.h2_weight * model.h2_mask, stride=2) + model.h2_bias
+        expected = torch.relu(sums) if unit == "relu" else states["h2"]
+        assert torch.equal(states["h2"], expected)
+        if unit == "relu":  # and -1 padding would have given something else
+            wrong = torch.relu(F.conv2d(F.pad(states["h1"], (2, 1, 2, 1), value=-1.0),
+                                        model.h2_weight * model.h2_mask, stride=2)
+                               + model.h2_bias)
+            assert not torch.equal(states["h2"], wrong)
+
+
+def test_init_bounds_and_seeded_draws():
+    for init, bound in (("fan_in", 2.4 / 200), ("sqrt_fan_in", 2.4 / math.sqrt(200)),
+                        ("pytorch", 1 / math.sqrt(200)), ("kaiming", math.sqrt(6 / 200))):
+        model = ModernLeNet1(init=init, seed=0)
+        top = float(model.h2_weight.detach().abs().max())
+        assert 0.9 * bound < top <= bound, init
+        biases_zero = float(model.h3_bias.detach().abs().max()) == 0.0
+        assert biases_zero == (init != "pytorch")
+    before = torch.get_rng_state()
+    a, b = ModernLeNet1(seed=4), ModernLeNet1(seed=4)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_dropout_acts_only_in_training_mode():
+    images = _toy(16, 0).images
+    model = ModernLeNet1(dropout=0.5, seed=0)
+    model.eval()
+    assert torch.equal(model(images), model(images))
+    evaluated = model(images)
+    model.train()
+    first = model(images, torch.Generator().manual_seed(0))
+    assert not torch.equal(first, evaluated)
+    assert torch.equal(first, model(images, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, model(images, torch.Generator().manual_seed(1)))
+    plain = ModernLeNet1(dropout=0.0, seed=0).train()
+    assert torch.equal(plain(images), plain.eval()(images))
+
+
+def test_outputs_are_logits_or_squashed():
+    images = _toy(6, 0).images
+    logits = ModernLeNet1(output="logits", seed=0)
+    squashed = ModernLeNet1(output="squashed", seed=0)
+    states = logits.layers(images)
+    assert torch.equal(states["out"], states["logits"])
+    assert torch.allclose(squashed(images), 1.7159 * torch.tanh(2 / 3 * states["logits"]))
+    probabilities = place_coded(logits, logits(images))
+    assert torch.allclose((probabilities + 1).sum(dim=1) / 2, torch.ones(6))
+
+
+@pytest.mark.parametrize("kwargs", [{"unit": "sigmoid"}, {"init": "xavier"},
+                                    {"output": "softmax"}, {"dropout": 1.0},
+                                    {"dropout": -0.1}, {"h2_background": 2.0}])
+def test_bad_network_options_raise_value_errors(kwargs):
+    with pytest.raises(ValueError):
+        ModernLeNet1(**kwargs)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_masked_weights_stay_exactly_zero_under_adamw_with_weight_decay():
+    model = ModernLeNet1(seed=0)
+    config = ModernConfig(optimizer="adamw", lr=1e-2, weight_decay=0.1, passes=1)
+    optimizer = make_optimizer(model, config)
+    data = _toy(64, 0)
+    for _ in range(5):
+        optimizer.zero_grad()
+        F.cross_entropy(model(data.images), data.labels).backward()
+        assert float(model.h2_weight.grad[~model.table].abs().max()) == 0.0
+        optimizer.step()
+    assert float(_off(model).abs().max()) == 0.0
+    state = optimizer.state[model.h2_weight]
+    assert float(state["exp_avg"][~model.table].abs().max()) == 0.0
+    assert float(state["exp_avg_sq"][~model.table].abs().max()) == 0.0
+    train_minibatch(model, data, _toy(20, 1), ModernConfig(weight_decay=0.1, passes=2,
+                                                           translate=1, ema=0.9))
+    assert float(_off(model).abs().max()) == 0.0
+    assert float((model.h2_weight[model.table] != 0).float().mean()) > 0.99
+
+
+def test_same_seed_same_numbers_bit_for_bit():
+    train, test = _toy(100, 0), _toy(30, 1)
+    config = ModernConfig(batch_size=16, passes=2, translate=1, rotate=5.0, scale=0.05,
+                          label_smoothing=0.1, seed=3)
+
+    def run(seed: int) -> tuple[ModernHistory, dict[str, torch.Tensor]]:
+        model = ModernLeNet1(dropout=0.25, seed=0)
+        history = train_minibatch(model, train, test, ModernConfig(
+            **{**config.__dict__, "seed": seed}))
+        return history, model.state_dict()
+
+    before = torch.get_rng_state()
+    (h1, w1), (h2, w2) = run(3), run(3)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert h1.figures() == h2.figures()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    _, w3 = run(4)
+    assert not torch.equal(w1["h1_weight"], w3["h1_weight"])
+
+
+def test_a_short_run_lowers_the_loss_and_evaluates_whole_sets_in_eval_mode():
+    train, test = _toy(200, 0), _toy(50, 1)
+    model = ModernLeNet1(dropout=0.5, seed=0)
+    seen = []
+    history = train_minibatch(model, train, test, ModernConfig(passes=3, batch_size=20),
+                              on_pass=seen.append)
+    losses = [r.train_loss for r in history.passes]
+    assert [r.pass_index for r in history.passes] == [0, 1, 2, 3] and seen == history.passes
+    assert losses[-1] < losses[0] and history.final.test_loss < history.passes[0].test_loss
+    assert history.final.train.count == 200 and history.final.test.count == 50
+    # The last record is the whole-set, dropout-off figure of the final network.
+    metrics, loss = evaluate_modern(model, train, "cross_entropy")
+    assert metrics == history.final.train and loss == history.final.train_loss
+    assert all(r.seconds > 0 for r in history.passes[1:])
+    assert ModernHistory.from_json(history.to_json()).to_json() == history.to_json()
+
+
+def test_batch_one_sgd_mse_matches_the_online_trainer():
+    torch.manual_seed(0)
+    paper = LeNet1()
+    modern = ModernLeNet1(unit="scaled_tanh", output="squashed", init="fan_in")
+    modern.load_state_dict(paper.state_dict())
+    train, test = _toy(30, 0), _toy(10, 1)
+    train_online(paper, train, test, 1, SGD(0.05))
+    train_minibatch(modern, train, test, ModernConfig(
+        loss="mse", optimizer="sgd", momentum=0.0, lr=0.05, schedule="constant",
+        batch_size=1, passes=1, shuffle=False))
+    for name, weight in paper.state_dict().items():
+        assert torch.allclose(modern.state_dict()[name], weight, atol=1e-6), name
+
+
+def test_schedules():
+    cosine = ModernConfig(lr=1.0, schedule="cosine")
+    linear = ModernConfig(lr=1.0, schedule="linear")
+    assert cosine.lr_at(0, 10) == 1.0 and cosine.lr_at(5, 10) == pytest.approx(0.5)
+    assert linear.lr_at(5, 10) == 0.5 and linear.lr_at(9, 10) == pytest.approx(0.1)
+    assert ModernConfig(lr=1.0, schedule="constant").lr_at(9, 10) == 1.0
+
+
+def test_weight_average_and_test_time_shifts():
+    model = ModernLeNet1(seed=0)
+    average = WeightAverage(model, 0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    average.update(model)
+    assert torch.allclose(average.model.h3_weight, 2 * model.h3_weight / 3)
+    images = _toy(5, 0).images
+    assert torch.allclose(predict_shifted(model, images, 0),
+                          place_coded(model, predict(model, images)))
+    assert predict_shifted(model, images, 1).shape == (5, 10)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"loss": "hinge"}, {"optimizer": "lbfgs"}, {"schedule": "step"}, {"lr": 0.0},
+    {"lr": float("nan")}, {"batch_size": 0}, {"passes": -1}, {"seed": -1},
+    {"loss": "mse", "label_smoothing": 0.1}, {"label_smoothing": 1.0}, {"momentum": 1.0},
+    {"weight_decay": -1e-3}, {"translate": -1}, {"translate": 1.5}, {"rotate": -1.0},
+    {"scale": 0.9}, {"ema": 1.0}, {"batch_size": True}])
+def test_bad_configs_raise_value_errors(kwargs):
+    with pytest.raises(ValueError):
+        ModernConfig(**kwargs)
+
+
+def test_loss_must_fit_the_output_layer():
+    data = _toy(10, 0)
+    with pytest.raises(ValueError, match="logits"):
+        train_minibatch(ModernLeNet1(output="squashed"), data, data, ModernConfig(passes=1))
+    with pytest.raises(ValueError, match="squashed"):
+        train_minibatch(ModernLeNet1(), data, data, ModernConfig(loss="mse", passes=1))
+    with pytest.raises(ValueError, match="logits"):
+        train_minibatch(LeNet1(), data, data, ModernConfig(passes=1))
+
+
+def test_divergence_is_reported():
+    model = ModernLeNet1(seed=0)
+    with torch.no_grad():
+        model.out_weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_minibatch(model, _toy(10, 0), _toy(10, 1), ModernConfig(passes=1))
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+def test_multiply_adds_follow_the_papers_connections():
+    count = multiply_adds(ModernLeNet1())
+    # 64,660 connections less one bias per H1..output unit (1,000) are multiplications.
+    assert count.forward == 64660 - 1000 == multiply_adds(LeNet1()).forward
+    assert count.backward == count.forward + (count.forward - 768 * 25)
+    assert count.update == 9760
+    assert multiply_adds(FullyConnected40()).forward == 10690 - 50
+    seconds = count.dsp_seconds(7291)
+    assert seconds == pytest.approx(count.train_pattern * 7291 / 12.5e6)
+    with pytest.raises(TypeError):
+        multiply_adds(torch.nn.Linear(3, 3))
+
+
+@requires_data
+def test_a_short_run_on_real_digits(usps):
+    model = ModernLeNet1(seed=0)
+    history = train_minibatch(model, usps.train.subset(slice(0, 1000)),
+                              usps.test.subset(slice(0, 300)),
+                              ModernConfig(passes=2, batch_size=32))
+    losses = [r.test_loss for r in history.passes]
+    assert losses[2] < losses[1] < losses[0]
+    assert history.final.test.error < 0.5 * history.passes[0].test.error

@@ -15,7 +15,8 @@ from pathlib import Path
 from .data import SOURCES, DataError
 from .model import BACKGROUND, INITS, UNITS, ShapeError, architecture, build_model, \
     format_architecture
-from .runs import ENGINES, MODELS, OPTIMIZERS, RunConfig, RunError, load_run, train_run
+from .runs import (ENGINES, MODELS, OPTIMIZERS, RunConfig, RunError, fit_and_evaluation_sets,
+                   load_run, train_run)
 from .train import evaluate, format_record
 
 EXIT_USAGE = 2
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SGD's learning rate (loss averaged over the 10 outputs)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--engine", choices=ENGINES, default=defaults.engine)
+    train.add_argument("--holdout", type=float, default=defaults.holdout,
+                       help="hold out this fraction of the training digits and report them "
+                            "instead of the test set (for calibration)")
+    train.add_argument("--holdout-seed", type=int, default=defaults.holdout_seed)
     train.add_argument("--out", type=Path, required=True, help="the run folder to write")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -92,13 +97,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .data import load
-
     run = load_run(args.run)
-    split = load(run.config.data, args.data_root)
+    train, evaluation = fit_and_evaluation_sets(run.config, args.data_root)
     final = run.history.final
-    recomputed = type(final)(final.pass_index, evaluate(run.model, split.train),
-                             evaluate(run.model, split.test))
+    recomputed = type(final)(final.pass_index, evaluate(run.model, train),
+                             evaluate(run.model, evaluation))
     print(f"{run.path}: {run.config.model} on {run.config.data}, {run.config.optimizer}, "
           f"seed {run.config.seed}")
     print(format_record(recomputed))

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data import load
+from .data import Digits, load, validation_split
 from .model import BACKGROUND, INITS, UNITS, build_model, connection_table
 from .train import SGD, History, PassRecord, StepRule, train_online
 
@@ -53,6 +53,10 @@ class RunConfig:
     lr: float = 0.03
     seed: int = 0
     engine: str = "reference"
+    # Calibration: hold out this fraction of the training digits (drawn from holdout_seed) and
+    # report them in place of the test set, which such a run never sees.
+    holdout: float = 0.0
+    holdout_seed: int = 0
 
     def __post_init__(self) -> None:
         choices = {"model": MODELS, "unit": UNITS, "init": INITS, "optimizer": OPTIMIZERS,
@@ -66,6 +70,8 @@ class RunConfig:
             raise ValueError(f"passes must be >= 0, got {self.passes}")
         if not self.lr > 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must lie in [0, 1), got {self.holdout}")
         if not -1.0 <= self.h2_background <= 1.0:
             raise ValueError(f"h2_background must lie in [-1, 1], got {self.h2_background}")
 
@@ -113,13 +119,23 @@ def environment() -> dict[str, str]:
             "machine": platform.machine(), "torch_threads": str(torch.get_num_threads())}
 
 
+def fit_and_evaluation_sets(config: RunConfig, data_root: str | None = None
+                            ) -> tuple[Digits, Digits]:
+    """The digits a run trains on and the ones it reports as "test": the test set, or with
+    ``holdout`` > 0 the held-out part of the training set."""
+    split = load(config.data, data_root)
+    if config.holdout > 0:
+        return validation_split(split.train, config.holdout, config.holdout_seed)
+    return split.train, split.test
+
+
 def train_run(config: RunConfig, out: Path | None = None, data_root: str | None = None,
               on_pass: Callable[[PassRecord], None] | None = None,
               progress: bool = False) -> tuple[nn.Module, History]:
     """Train the configured network on the configured data; write a run folder if ``out``."""
-    split = load(config.data, data_root)
+    train, evaluation = fit_and_evaluation_sets(config, data_root)
     model = make_model(config)
-    history = train_online(model, split.train, split.test, config.passes, make_rule(config),
+    history = train_online(model, train, evaluation, config.passes, make_rule(config),
                            make_engine(config, progress), on_pass=on_pass, progress=progress)
     if out is not None:
         save_run(out, config, model, history)

@@ -258,8 +258,10 @@ def architecture(model: nn.Module) -> list[LayerCount]:
     the paper). A free parameter is a weight or bias that training can change: shared weights
     count once, disconnected H2 weights not at all.
     """
+    from .modern import ModernLeNet1  # same topology, modern options
+
     rows = [LayerCount("input", 256, 0, 0)]
-    if isinstance(model, LeNet1):
+    if isinstance(model, (LeNet1, ModernLeNet1)):
         inputs_per_h2_map = model.table.sum(dim=1) * KERNEL * KERNEL
         h1_units = model.h1_bias.numel()
         h2_units_per_map = model.h2_bias[0].numel()

@@ -50,23 +50,30 @@ inputs, summed over the positions that share a kernel. The unit's derivative com
 state: for ``f(a) = A tanh(S a)``, ``f'(a) = S (A - f(a)^2 / A)``; for ``tanh``,
 ``f'(a) = 1 - f(a)^2``.
 
-(3) is exact for the output layer's weights (only one output depends on each of them), and an
-approximation of the Gauss-Newton diagonal ``(2/10) sum_o (dy_o/dw_k)^2`` everywhere below it:
-it also drops the cross terms between different paths to the outputs.
-:func:`exact_gauss_newton_diagonal` computes the exact diagonal, to compare with.
+How good the approximation is: the Gauss-Newton diagonal is ``(2/10) sum_o (dy_o/dw_k)^2``,
+and ``dy_o/dw_k`` sums over every path from weight ``k`` to output ``o``. Eq. (1)-(3) square
+each path's term and drop the products of different paths. An output weight reaches one output
+by one path, and so does an unshared weight of the last hidden layer (``dy_o/dw_kj =
+f'(a_o) w_ok f'(a_k) x_j``): for the top two layers the estimate *is* the Gauss-Newton diagonal.
+Below them (H1, H2 of LeNet-1) a unit reaches an output through several units of the next layer,
+and a shared kernel through every position it is used at, so the estimate drops cross terms
+that can have either sign. :func:`exact_gauss_newton_diagonal` computes the exact diagonal, to
+compare with.
 
 How ``eta`` and ``mu`` relate to the loss's normalisation
 ----------------------------------------------------------
 
 Scaling the loss by ``c`` scales both the gradient and ``h_kk`` by ``c``, so the step
 ``eta * c * g / (mu + c * h)`` is unchanged if ``mu`` is scaled by ``c`` too: ``eta`` does not
-depend on the normalisation, ``mu`` does. The 1998 paper's per-pattern losses are sums of
-squares without a half (its RBF outputs compute ``sum_j (x_j - w_ij)^2``), so its ``(eta, mu)``
-on the summed loss ``10 E_p`` is exactly ``(eta, mu / 10)`` here; on half the summed loss
-``5 E_p`` it would be ``(eta, mu / 5)``. ``mu`` is used here as given, on our ``E_p``; the default
-0.02 is the 1998 figure taken literally, and is ten times larger, relative to the curvature, than
-it was in the 1998 paper. Where ``h_kk >> mu`` the step is ``eta`` times the Newton step
-``g / h`` whatever the normalisation.
+depend on the normalisation, ``mu`` does. The 1998 paper's per-pattern loss is a sum of squares
+without a half (its RBF outputs compute ``sum_j (x_j - w_ij)^2``, so ``d2E/dy^2 = 2`` there,
+against our ``2/10``). The same rule on the summed loss ``10 E_p`` with ``(eta, mu)`` is
+therefore exactly our rule with ``(eta, mu / 10)``; on half the summed loss, ``5 E_p``, it is
+``(eta, mu / 5)``. Here ``mu`` is used as given, in units of our ``E_p``: the default 0.02 is the
+1998 figure taken literally, ten times larger relative to the curvature than the 1998 paper's
+``mu`` was (``mu = 0.002`` is its equivalent). Where ``h_kk >> mu`` the step is ``eta`` times
+the Newton step ``g / h`` whatever the normalisation; where ``h_kk << mu`` it is plain gradient
+descent with the rate ``eta / mu``.
 """
 
 from __future__ import annotations
@@ -81,8 +88,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import Digits
-from .model import (BACKGROUND, PAD_AFTER, PAD_BEFORE, STRIDE, TANH_AMPLITUDE, TANH_SLOPE,
-                    FullyConnected40, LeNet1, Unit, check_images)
+from .model import (
+    BACKGROUND,
+    PAD_AFTER,
+    PAD_BEFORE,
+    STRIDE,
+    TANH_AMPLITUDE,
+    TANH_SLOPE,
+    FullyConnected40,
+    LeNet1,
+    Unit,
+    check_images,
+)
 
 OUTPUTS = 10
 # d2E_p/dy_k^2 for E_p = (1/10) sum_k (y_k - t_k)^2.
@@ -159,6 +176,11 @@ def _conv_layer(padded: Tensor, second: Tensor, weight: Tensor,
     return weight_curvature.reshape(weight.shape), second.sum(dim=0), back
 
 
+def h2_mask(model: LeNet1) -> Tensor:
+    """H2's connection table as a 0/1 tensor that broadcasts against ``h2_weight``."""
+    return model.table[:, :, None, None].to(model.h2_weight.dtype)
+
+
 def _lenet1_sums(model: LeNet1, images: Tensor) -> dict[str, Tensor]:
     states = model.layers(images)
     unit = model.unit
@@ -172,7 +194,7 @@ def _lenet1_sums(model: LeNet1, images: Tensor) -> dict[str, Tensor]:
     sums["h3_weight"], sums["h3_bias"], back = _full_layer(h2.flatten(1), second,
                                                            model.h3_weight)
     second = squared_derivative(h2, unit) * back.reshape(h2.shape)
-    mask = model.h2_mask
+    mask = h2_mask(model)
     h2_inputs = F.pad(states["h1"], pad, value=model.h2_background)
     weight, sums["h2_bias"], back = _conv_layer(h2_inputs, second, model.h2_weight * mask,
                                                 (PAD_BEFORE, PAD_AFTER))
@@ -207,15 +229,14 @@ def curvature(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
     check_images(images)
     if len(images) == 0:
         raise ValueError("the curvature needs at least one pattern")
-    if isinstance(model, LeNet1):
-        sums_of = _lenet1_sums
-    elif isinstance(model, FullyConnected40):
-        sums_of = _fc_sums  # type: ignore[assignment]
-    else:
+    if not isinstance(model, (LeNet1, FullyConnected40)):
         raise TypeError(f"no second-derivative pass for {type(model).__name__}")
     total: dict[str, Tensor] = {}
     for start in range(0, len(images), CHUNK):
-        for name, value in sums_of(model, images[start:start + CHUNK]).items():
+        batch = images[start:start + CHUNK]
+        sums = _lenet1_sums(model, batch) if isinstance(model, LeNet1) else \
+            _fc_sums(model, batch)
+        for name, value in sums.items():
             total[name] = total[name] + value if name in total else value
     names = [name for name, _ in model.named_parameters()]
     if set(names) != set(total):
@@ -295,14 +316,20 @@ class SDLM:
 
     After each call of :meth:`step_sizes`, ``last_curvature`` holds the ``h_kk`` it used and
     ``last_pass`` the pass it was for.
+
+    With the 1989 initialisation (weights within +-2.4/F) the network starts nearly linear with
+    its outputs near 0, and ``h_kk`` is tiny (about 1e-8 to 1e-4 on our loss) for every weight
+    but the biases of H3 and the outputs (about 0.007 and 0.26): with ``mu = 0.02`` the first
+    pass is close to plain gradient descent at the rate ``eta / mu``.
     """
 
     schedule: tuple[tuple[int, float], ...] = LENET5_SCHEDULE
     mu: float = LENET5_MU
     patterns: int = LENET5_PATTERNS
     seed: int = 0
-    last_curvature: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
-    last_pass: int | None = field(default=None, init=False, repr=False)
+    last_curvature: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False,
+                                              compare=False)
+    last_pass: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.schedule = _check_schedule(self.schedule)
@@ -359,5 +386,5 @@ class SDLM:
         steps = {name: eta / (self.mu + value) for name, value in h.items()}
         if isinstance(model, LeNet1):
             # Absent connections have no gradient; a zero step keeps them visibly inert.
-            steps["h2_weight"] = steps["h2_weight"] * model.h2_mask
+            steps["h2_weight"] = steps["h2_weight"] * h2_mask(model)
         return steps

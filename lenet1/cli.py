@@ -15,8 +15,8 @@ from pathlib import Path
 from .data import SOURCES, DataError
 from .model import BACKGROUND, INITS, UNITS, ShapeError, architecture, build_model, \
     format_architecture
-from .runs import (ENGINES, MODELS, OPTIMIZERS, RunConfig, RunError, fit_and_evaluation_sets,
-                   load_run, train_run)
+from .runs import (ENGINES, MODELS, OPTIMIZERS, SCHEDULES, RunConfig, RunError,
+                   fit_and_evaluation_sets, load_run, train_run)
 from .train import evaluate, format_record
 
 EXIT_USAGE = 2
@@ -62,8 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="value H1's maps are padded with for H2 (default -1)")
     train.add_argument("--passes", type=_positive_int, default=defaults.passes)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    train.add_argument("--lr", type=_positive_float, default=defaults.lr,
-                       help="SGD's learning rate (loss averaged over the 10 outputs)")
+    train.add_argument("--lr", type=_positive_float, default=None,
+                       help="SGD's learning rate, or SDLM's first eta (loss averaged over the "
+                            "10 outputs); default: sgd 0.03, sdlm 0.0001")
+    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                       help="SDLM's eta over passes: constant, or the 1998 paper's decay")
+    train.add_argument("--mu", type=_positive_float, default=defaults.mu,
+                       help="SDLM's mu, added to every curvature (in units of our loss)")
+    train.add_argument("--curvature-patterns", type=_positive_int,
+                       default=defaults.curvature_patterns,
+                       help="SDLM: patterns the curvature is averaged over before each pass")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--engine", choices=ENGINES, default=defaults.engine)
     train.add_argument("--holdout", type=float, default=defaults.holdout,

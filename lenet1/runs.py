@@ -32,6 +32,8 @@ RUN_FILES = ("config.json", "history.json", "weights.safetensors")
 MODELS = ("lenet1", "fc40")
 OPTIMIZERS = ("sgd", "sdlm")
 ENGINES = ("reference", "fast")
+SCHEDULES = ("constant", "1998")
+DEFAULT_LR = {"sgd": 0.03, "sdlm": 0.0001}
 
 
 class RunError(ValueError):
@@ -50,7 +52,14 @@ class RunConfig:
     h2_background: float = BACKGROUND
     passes: int = 23
     optimizer: str = "sgd"
-    lr: float = 0.03
+    # SGD's learning rate, or SDLM's global eta for the first pass; None: the optimiser's
+    # default (DEFAULT_LR).
+    lr: float | None = None
+    # SDLM only: "constant" eta, or the 1998 paper's decay (0.0005 for 2 passes, 0.0002 for 3,
+    # 0.0001 for 3, 0.00005 for 4, then 0.00001) scaled so that its first eta is ``lr``.
+    schedule: str = "constant"
+    mu: float = 0.002
+    curvature_patterns: int = 500
     seed: int = 0
     engine: str = "reference"
     # Calibration: hold out this fraction of the training digits (drawn from holdout_seed) and
@@ -68,7 +77,16 @@ class RunConfig:
         connection_table(self.table)  # raises on a bad name
         if self.passes < 0:
             raise ValueError(f"passes must be >= 0, got {self.passes}")
-        if not self.lr > 0:
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"got {self.schedule!r}")
+        if self.schedule != "constant" and self.optimizer != "sdlm":
+            raise ValueError("a decaying schedule applies to the sdlm optimizer only")
+        if not self.mu > 0 or self.curvature_patterns < 1:
+            raise ValueError("mu must be > 0 and curvature_patterns >= 1")
+        if not self.lr > 0:  # type: ignore[operator]
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout must lie in [0, 1), got {self.holdout}")
@@ -92,10 +110,14 @@ def make_model(config: RunConfig) -> nn.Module:
 
 
 def make_rule(config: RunConfig) -> StepRule:
+    assert config.lr is not None  # resolved by RunConfig
     if config.optimizer == "sdlm":
-        from .sdlm import SDLM  # the paper's optimiser lives in its own module
+        from .sdlm import LENET5_SCHEDULE, SDLM
 
-        return SDLM.from_config(config)  # type: ignore[attr-defined,no-any-return]
+        options = {"mu": config.mu, "patterns": config.curvature_patterns, "seed": config.seed}
+        if config.schedule == "1998":
+            return SDLM.scaled(config.lr / LENET5_SCHEDULE[0][1], **options)
+        return SDLM.constant(config.lr, **options)
     return SGD(config.lr)
 
 

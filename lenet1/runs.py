@@ -227,6 +227,16 @@ def runs_root(root: str | Path | None = None) -> Path:
     return Path(os.environ.get("LENET1_RUNS") or project_root() / "runs")
 
 
+def run_folder(config: RunConfig, root: str | Path | None = None) -> Path:
+    """Where the cached run of ``config`` lives: named by a hash of the configuration and of
+    the package's source."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([asdict(config), code_fingerprint()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return runs_root(root) / f"{config.model}-{config.optimizer}-s{config.seed}-{key}"
+
+
 def cached_run(config: RunConfig, root: str | Path | None = None,
                data_root: str | None = None,
                on_pass: Callable[[PassRecord], None] | None = None) -> Run:
@@ -235,11 +245,7 @@ def cached_run(config: RunConfig, root: str | Path | None = None,
     The folder's name is a hash of the configuration and of the package's source, so a change
     to either trains afresh: the book never shows numbers from older code.
     """
-    import hashlib
-
-    key = hashlib.sha256(json.dumps([asdict(config), code_fingerprint()],
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    folder = runs_root(root) / f"{config.model}-{config.optimizer}-s{config.seed}-{key}"
+    folder = run_folder(config, root)
     if all((folder / name).is_file() for name in RUN_FILES):
         return load_run(folder)
     partial = folder.with_name(folder.name + ".partial")

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from lenet1.runs import RunConfig, fit_and_evaluation_sets, run_folder
+from lenet1.study import Spread, cached_runs, rejection_figures, seeds, summarise
+from lenet1.train import History, Metrics, PassRecord
+
+from .conftest import requires_data
+
+
+def _history(test_misses: list[int]) -> History:
+    return History([PassRecord(i, Metrics(0.1, 0.0, 0, 10), Metrics(0.2, m / 10, m, 10))
+                    for i, m in enumerate(test_misses)])
+
+
+def test_spread_statistics():
+    spread = Spread.of([1.0, 2.0, 6.0])
+    assert spread.mean == 3.0 and spread.low == 1.0 and spread.high == 6.0
+    assert spread.std == pytest.approx(((4 + 1 + 9) / 2) ** 0.5)
+    assert Spread.of([5.0]).std == 0.0
+    assert spread.format() == "3.00 ± 2.65 [1.00, 6.00]"
+    with pytest.raises(ValueError):
+        Spread.of([])
+
+
+def test_summarise_per_pass():
+    table = summarise([_history([9, 5, 3]), _history([7, 5, 1])])
+    assert len(table) == 3
+    assert table[0]["test_misses"].mean == 8.0 and table[2]["test_misses"].low == 1.0
+    assert table[1]["test_misses"].std == 0.0
+    with pytest.raises(ValueError, match="different numbers of passes"):
+        summarise([_history([1, 2]), _history([1])])
+
+
+def test_seeds():
+    configs = seeds(RunConfig(passes=3), 4, first=2)
+    assert [c.seed for c in configs] == [2, 3, 4, 5] and all(c.passes == 3 for c in configs)
+
+
+@requires_data
+def test_cached_runs_train_replicas_once_and_match_single_runs(tmp_path):
+    base = RunConfig(passes=1, engine="fast", holdout=0.9, holdout_seed=1)
+    configs = seeds(base, 2) + [RunConfig(passes=1, engine="fast", holdout=0.9, holdout_seed=1,
+                                          optimizer="sdlm", seed=5)]
+    runs = cached_runs(configs, root=tmp_path)
+    assert [r.config for r in runs] == configs
+    assert all(run_folder(c, tmp_path).is_dir() for c in configs)
+    again = cached_runs(configs, root=tmp_path)
+    assert [r.history.to_json() for r in again] == [r.history.to_json() for r in runs]
+    # A replica gives the numbers the same configuration gives alone.
+    from lenet1.runs import train_run
+
+    _, alone = train_run(configs[2])
+    assert alone.final.test.misses == runs[2].history.final.test.misses
+    assert alone.final.train.mse == pytest.approx(runs[2].history.final.train.mse, rel=1e-5)
+
+
+@requires_data
+def test_rejection_figures_two_ways(usps, tmp_path):
+    run = cached_runs([RunConfig(passes=1, engine="fast", holdout=0.5)], root=tmp_path)[0]
+    _, held = fit_and_evaluation_sets(run.config)
+    figures = rejection_figures(run, usps.test, held_out=held)
+    assert figures.on_test.error <= 0.01
+    assert 0 < figures.on_test.rejection < 1
+    assert figures.held_out is not None and figures.held_out.count == len(usps.test)
+    assert rejection_figures(run, usps.test).held_out is None

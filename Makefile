@@ -20,13 +20,11 @@ test: install
 ## book: execute every chapter in full mode and build the site strictly into _build/html.
 ## Executed chapters are cached in _build/.jupyter_cache (and trained networks in runs/), but
 ## _build is wiped whenever the package's source changes, so the site never shows results of
-## older code: the fingerprint of lenet1/*.py is kept in _build/.lenet1-source. --all re-reads
+## older code: the fingerprint of lenet1/*.py (lenet1.runs.code_fingerprint) is kept in _build/.lenet1-source. --all re-reads
 ## every page from that cache (seconds), so numbers pasted across pages are never stale.
 BOOK_FINGERPRINT := _build/.lenet1-source
 book: install
-	@fingerprint="$$($(PYTHON) -c 'import hashlib, pathlib; print(hashlib.sha256(b"".join( \
-	  p.name.encode() + p.read_bytes() for p in sorted(pathlib.Path("lenet1").glob("*.py")) \
-	  )).hexdigest()[:16])')"; \
+	@fingerprint="$$($(PYTHON) -c 'from lenet1.runs import code_fingerprint as f; print(f())')"; \
 	if [ "$$(cat $(BOOK_FINGERPRINT) 2>/dev/null)" != "$$fingerprint" ]; then \
 	  echo "book: lenet1/ has changed since the last build; executing every chapter afresh"; \
 	  rm -rf _build; \

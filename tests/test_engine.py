@@ -1,0 +1,310 @@
+"""The fast engine against the autograd reference, option by option, and its replicas.
+
+Every comparison starts two copies of one network from the same weights and runs a few hundred
+online updates over the same patterns in the same order; the fast engine must land on the
+reference's weights to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from lenet1.data import Digits
+from lenet1.engine import FastEngine, ReplicaEngine, fast_tanh, train_replicas
+from lenet1.model import FullyConnected40, LeNet1, ShapeError, connection_table
+from lenet1.train import SGD, ReferenceEngine, loss_per_pattern, train_online
+
+from .conftest import requires_data
+
+PATTERNS = 300
+# Observed: about 1e-7 after 300 updates at these step sizes; the weights are ~0.1-1.
+TOLERANCE = 2e-5
+
+
+def _digits(n: int, seed: int) -> Digits:
+    """Random images in [-1, 1] with random labels: the arithmetic does not care."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+    return Digits(images, torch.randint(0, 10, (n,), generator=generator))
+
+
+@pytest.fixture(scope="module")
+def patterns() -> Digits:
+    return _digits(PATTERNS, 0)
+
+
+def _twins(make: Callable[[], nn.Module], seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    fast, reference = make(), make()
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
+
+
+def _per_weight_steps(model: nn.Module, seed: int, top: float = 0.06) -> dict[str, Tensor]:
+    """A random positive step for every weight, in (0, top)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: top * torch.rand(p.shape, generator=generator) + 1e-4
+            for name, p in model.named_parameters()}
+
+
+def _sgd(model: nn.Module) -> dict[str, Tensor]:
+    return {name: torch.tensor(0.03) for name, _ in model.named_parameters()}
+
+
+@torch.no_grad()
+def _max_difference(a: nn.Module, b: nn.Module) -> float:
+    return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def _train_both(make: Callable[[], nn.Module], steps_of: Callable[[nn.Module], dict[str, Tensor]],
+                digits: Digits) -> tuple[nn.Module, nn.Module]:
+    fast, reference = _twins(make)
+    steps = steps_of(fast)
+    FastEngine().train_pass(fast, digits.images, digits.targets, steps)
+    ReferenceEngine().train_pass(reference, digits.images, digits.targets, steps)
+    return fast, reference
+
+
+STEPS = {"sgd": _sgd, "per_weight": lambda model: _per_weight_steps(model, 1)}
+LENET1_OPTIONS = list(itertools.product(("block", "random:3", "full"), ("scaled_tanh", "tanh"),
+                                        (-1.0, 0.0), STEPS))
+
+
+@pytest.mark.parametrize("table,unit,background,steps", LENET1_OPTIONS)
+def test_lenet1_matches_the_reference(patterns, table, unit, background, steps):
+    def make() -> LeNet1:
+        return LeNet1(connection_table(table), unit=unit, h2_background=background)
+
+    fast, reference = _train_both(make, STEPS[steps], patterns)
+    assert _max_difference(fast, reference) < TOLERANCE
+    # ... and the training moved the weights well beyond that tolerance.
+    assert _max_difference(fast, make()) > 100 * TOLERANCE
+    absent = ~fast.h2_mask.expand_as(fast.h2_weight).bool()
+    assert bool((fast.h2_weight[absent] == 0).all())
+
+
+@pytest.mark.parametrize("unit,steps", list(itertools.product(("scaled_tanh", "tanh"), STEPS)))
+def test_fully_connected_matches_the_reference(patterns, unit, steps):
+    fast, reference = _train_both(lambda: FullyConnected40(unit=unit), STEPS[steps], patterns)
+    assert _max_difference(fast, reference) < TOLERANCE
+
+
+def test_other_hidden_sizes_match_the_reference(patterns):
+    fast, reference = _train_both(lambda: FullyConnected40(hidden=23), _sgd, patterns)
+    assert _max_difference(fast, reference) < TOLERANCE
+
+
+def test_absent_weights_keep_their_values_exactly(patterns):
+    """The reference multiplies H2's kernels by the mask: a weight outside the table (which
+    should be zero) is ignored and never moves, whatever its value. So is it here."""
+    fast, reference = _twins(LeNet1)
+    absent = ~fast.h2_mask.expand_as(fast.h2_weight).bool()
+    with torch.no_grad():
+        for model in (fast, reference):
+            model.h2_weight[absent] = 0.5
+    steps = _per_weight_steps(fast, 2)
+    FastEngine().train_pass(fast, patterns.images, patterns.targets, steps)
+    ReferenceEngine().train_pass(reference, patterns.images, patterns.targets, steps)
+    assert bool((fast.h2_weight[absent] == 0.5).all())
+    assert _max_difference(fast, reference) < TOLERANCE
+
+
+def test_steps_broadcast_like_the_reference(patterns):
+    """Per-map steps (12, 1, 1, 1) for H1's kernels: anything that broadcasts is a step."""
+    fast, reference = _twins(LeNet1)
+    steps = _sgd(fast)
+    steps["h1_weight"] = torch.linspace(0.01, 0.05, 12).reshape(12, 1, 1, 1)
+    steps["h3_bias"] = torch.full((30,), 0.02)
+    FastEngine().train_pass(fast, patterns.images[:100], patterns.targets[:100], steps)
+    ReferenceEngine().train_pass(reference, patterns.images[:100], patterns.targets[:100], steps)
+    assert _max_difference(fast, reference) < TOLERANCE
+
+
+def test_zero_steps_change_nothing_and_report_the_loss(patterns):
+    model = LeNet1()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    engine = FastEngine()
+    zero = {name: torch.tensor(0.0) for name, _ in model.named_parameters()}
+    engine.train_pass(model, patterns.images, patterns.targets, zero)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        expected = float(loss_per_pattern(model(patterns.images), patterns.targets).mean())
+    assert engine.last_loss == pytest.approx(expected, abs=1e-6)
+
+
+def test_empty_pass_changes_nothing():
+    model = LeNet1()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    FastEngine().train_pass(model, torch.empty(0, 1, 16, 16), torch.empty(0, 10), _sgd(model))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fast_tanh_is_within_4e7_of_tanh():
+    x = np.linspace(-12, 12, 24001).astype(np.float32)
+    approx = np.array([fast_tanh(v) for v in x], np.float64)
+    assert np.abs(approx - np.tanh(x.astype(np.float64))).max() < 4e-7
+    assert fast_tanh(np.float32(0.0)) == 0.0
+
+
+# --- replicas ----------------------------------------------------------------------------------
+
+
+def _replica_set(seed: int) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [LeNet1(), LeNet1(connection_table("random:5"), unit="tanh", h2_background=0.0),
+            LeNet1(connection_table("full"))]
+
+
+def _copies(models: list[nn.Module]) -> list[nn.Module]:
+    copies = []
+    for model in models:
+        copy = type(model)(**({"table": model.table, "unit": model.unit,
+                               "h2_background": model.h2_background}
+                              if isinstance(model, LeNet1) else {"unit": model.unit}))
+        copy.load_state_dict(model.state_dict())
+        copies.append(copy)
+    return copies
+
+
+def test_replicas_equal_single_runs_bit_for_bit(patterns):
+    together = _replica_set(0)
+    alone = _copies(together)
+    steps = [_sgd(together[0]), _per_weight_steps(together[1], 3),
+             {name: torch.tensor(0.01) for name, _ in together[2].named_parameters()}]
+    engine = ReplicaEngine()
+    engine.train_pass(together, patterns.images, patterns.targets, steps)
+    for model, step in zip(alone, steps):
+        single = FastEngine()
+        single.train_pass(model, patterns.images, patterns.targets, step)
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(loss is not None and loss > 0 for loss in engine.last_losses)
+
+
+def test_fully_connected_replicas_equal_single_runs(patterns):
+    torch.manual_seed(1)
+    together = [FullyConnected40(), FullyConnected40(unit="tanh")]
+    alone = _copies(together)
+    steps = [_sgd(model) for model in together]
+    ReplicaEngine(threads=1).train_pass(together, patterns.images, patterns.targets, steps)
+    for model, step in zip(alone, steps):
+        FastEngine().train_pass(model, patterns.images, patterns.targets, step)
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_train_replicas_gives_train_onlines_histories():
+    train, test = _digits(120, 4), _digits(40, 5)
+    torch.manual_seed(2)
+    together = [LeNet1(), LeNet1()]
+    alone = _copies(together)
+    rules = [SGD(0.03), SGD(0.01)]
+    seen: list[tuple[int, int]] = []
+    histories = train_replicas(together, train, test, 2, rules,
+                               on_pass=lambda i, record: seen.append((i, record.pass_index)))
+    for model, rule, history in zip(alone, rules, histories):
+        expected = train_online(model, train, test, 2, rule, engine=FastEngine())
+        assert history.to_json() == expected.to_json()
+    assert sorted(seen) == [(i, p) for i in range(2) for p in range(3)]
+
+
+def test_a_diverging_replica_stops_alone_or_stops_the_run():
+    train, test = _digits(30, 6), _digits(10, 7)
+
+    def models() -> list[nn.Module]:
+        torch.manual_seed(3)
+        broken = LeNet1()
+        with torch.no_grad():
+            broken.out_weight.fill_(float("nan"))
+        return [LeNet1(), broken]
+
+    with pytest.raises(FloatingPointError, match="replica 1 diverged"):
+        train_replicas(models(), train, test, 2, [SGD(0.03), SGD(0.03)])
+    histories = train_replicas(models(), train, test, 2, [SGD(0.03), SGD(0.03)],
+                               stop_on_divergence=False)
+    assert [len(h.passes) for h in histories] == [3, 2]
+
+
+@requires_data
+def test_fast_engine_learns_the_real_digits(usps):
+    torch.manual_seed(0)
+    model = LeNet1()
+    fit = usps.train.subset(slice(0, 400))
+    history = train_online(model, fit, usps.test.subset(slice(0, 200)), 2, SGD(0.03),
+                           engine=FastEngine())
+    mses = [r.train.mse for r in history.passes]
+    assert mses[2] < mses[1] < mses[0]
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_patterns_are_refused(patterns):
+    model = LeNet1()
+    steps = _sgd(model)
+    x, t = patterns.images[:4], patterns.targets[:4]
+    engine = FastEngine()
+    with pytest.raises(ShapeError, match=r"\(N, 1, 16, 16\)"):
+        engine.train_pass(model, x.reshape(4, 256), t, steps)
+    with pytest.raises(ShapeError, match="float32"):
+        engine.train_pass(model, x.double(), t, steps)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ShapeError, match="NaN"):
+        engine.train_pass(model, nan, t, steps)
+    with pytest.raises(ShapeError, match=r"targets must have shape \(4, 10\)"):
+        engine.train_pass(model, x, t[:3], steps)
+    with pytest.raises(ShapeError, match="targets must be float32"):
+        engine.train_pass(model, x, t.double(), steps)
+    bad = t.clone()
+    bad[1, 1] = float("inf")
+    with pytest.raises(ShapeError, match="targets contain NaN"):
+        engine.train_pass(model, x, bad, steps)
+
+
+def test_bad_step_sizes_are_refused(patterns):
+    model = LeNet1()
+    x, t = patterns.images[:4], patterns.targets[:4]
+    engine = FastEngine()
+    with pytest.raises(ShapeError, match="does not broadcast"):
+        engine.train_pass(model, x, t, {**_sgd(model), "h1_weight": torch.ones(7)})
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        engine.train_pass(model, x, t, {**_sgd(model), "out_bias": torch.tensor(float("nan"))})
+    missing = _sgd(model)
+    del missing["h2_bias"]
+    with pytest.raises(ValueError, match="no step size given for parameter h2_bias"):
+        engine.train_pass(model, x, t, missing)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        engine.train_pass(model, x, t, {**_sgd(model), "h9_weight": torch.tensor(0.1)})
+    # A refused pass leaves the model as it was.
+    fresh = LeNet1()
+    fresh.load_state_dict(model.state_dict())
+    assert _max_difference(model, fresh) == 0
+
+
+def test_bad_models_are_refused(patterns):
+    x, t = patterns.images[:4], patterns.targets[:4]
+    other = nn.Linear(256, 10)
+    with pytest.raises(TypeError, match="LeNet1 and FullyConnected40"):
+        FastEngine().train_pass(other, x, t, _sgd(other))
+    double = LeNet1().double()
+    with pytest.raises(ShapeError, match="float32"):
+        FastEngine().train_pass(double, x, t, _sgd(double))
+    mixed = [LeNet1(), FullyConnected40()]
+    with pytest.raises(ShapeError, match="replica 1 is not the same architecture"):
+        ReplicaEngine().train_pass(mixed, x, t, [_sgd(m) for m in mixed])
+    one = LeNet1()
+    with pytest.raises(ValueError, match="1 models but 2 sets"):
+        ReplicaEngine().train_pass([one], x, t, [_sgd(one), _sgd(one)])
+    with pytest.raises(ValueError, match="twice"):
+        ReplicaEngine().train_pass([one, one], x, t, [_sgd(one), _sgd(one)])
+    with pytest.raises(ValueError, match="threads"):
+        ReplicaEngine(threads=0)
+    with pytest.raises(ValueError, match="2 models but 1 step rules"):
+        train_replicas([LeNet1(), LeNet1()], _digits(4, 0), _digits(4, 1), 1, [SGD(0.1)])

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+import lenet1.modern_study as study_module
+import lenet1.runs
+from lenet1.data import Digits
+from lenet1.modern import ModernHistory, ModernRecord, free_parameters, predict_shifted
+from lenet1.modern_study import (
+    PAPER_RECIPE,
+    STEPS,
+    Recipe,
+    Runner,
+    RunResult,
+    Scale,
+    Step,
+    choose,
+    describe,
+    dsp_seconds,
+    format_rows,
+    initial_network,
+    recipes,
+    run_study,
+    summarize,
+)
+from lenet1.runs import RunConfig, make_model
+from lenet1.train import Metrics, metrics_of
+
+from .conftest import requires_data
+
+
+def _toy(n: int, seed: int, noise: float = 0.3) -> Digits:
+    templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = templates[labels] + noise * torch.randn(n, 1, 16, 16, generator=generator)
+    return Digits(images.clamp(-1, 1), labels)
+
+
+def _sets() -> dict[str, tuple[Digits, Digits]]:
+    return {"test": (_toy(64, 0), _toy(40, 1)), "validation": (_toy(48, 2), _toy(16, 3))}
+
+
+MINI = Recipe(trainer="minibatch", batch_size=16, lr=0.3, passes=2)
+
+
+# --- the steps are declarative and each changes one thing ---------------------------------------
+
+
+def test_step_zero_is_the_papers_protocol_as_the_online_runs_train_it():
+    assert STEPS[0].changes == {} and not STEPS[0].choices
+    assert recipes()[0] == PAPER_RECIPE
+    config = RunConfig()
+    assert (PAPER_RECIPE.trainer, PAPER_RECIPE.lr, PAPER_RECIPE.passes) == \
+        ("online", config.lr, config.passes)
+    assert (config.unit, config.init, config.optimizer) == ("scaled_tanh", "fan_in", "sgd")
+
+
+@pytest.mark.parametrize("which", [0, -1])
+def test_each_step_changes_exactly_what_it_declares(which):
+    names = [step.name for step in STEPS]
+    assert len(set(names)) == len(names)
+    chosen = {step.name: step.choices[which] for step in STEPS if step.choices}
+    path = recipes(chosen=chosen)
+    for index in range(1, len(STEPS)):
+        step, before, after = STEPS[index], path[index - 1], path[index]
+        declared = set(step.changes) | set(chosen.get(step.name, {}))
+        assert set(before.diff(after)) == declared, step.name
+        for name, value in {**step.changes, **chosen.get(step.name, {})}.items():
+            assert getattr(after, name) == value
+        # ... whichever candidate is chosen: every candidate changes only its own fields
+        for candidate in step.choices:
+            other = before.changed(step.changes).changed(candidate)
+            assert set(before.diff(other)) == set(step.changes) | set(candidate), step.name
+
+
+def test_the_network_keeps_9760_free_parameters_in_every_step():
+    for recipe in recipes() + recipes(chosen={s.name: s.choices[-1] for s in STEPS if s.choices}):
+        assert free_parameters(recipe.network()) == 9760
+
+
+def test_the_steps_issue_6_asks_for_are_there():
+    path = {step.name: recipe for step, recipe in zip(STEPS, recipes())}
+    assert path["minibatch"].batch_size > 1 and path["paper"].batch_size == 1
+    assert (path["cross_entropy"].loss, path["cross_entropy"].output) == \
+        ("cross_entropy", "logits")
+    assert path["adamw"].optimizer == "adamw" and path["adamw"].schedule != "constant"
+    assert path["adamw"].passes > path["cross_entropy"].passes
+    assert path["translate"].translate == 1
+    assert path["relu_dropout"].unit == "relu" and path["relu_dropout"].dropout > 0
+    beyond = [step for step in STEPS[STEPS.index(next(s for s in STEPS
+                                                       if s.name == "relu_dropout")) + 1:]]
+    assert beyond and all(step.choices for step in beyond)  # chosen on validation
+
+
+def test_recipe_validation():
+    with pytest.raises(ValueError, match="online trainer"):
+        Recipe(shuffle=True)
+    with pytest.raises(ValueError, match="online trainer"):
+        Recipe(unit="relu")
+    with pytest.raises(ValueError, match="unknown recipe fields"):
+        PAPER_RECIPE.changed({"learning_rate": 0.1})
+    with pytest.raises(ValueError):
+        Recipe(trainer="minibatch", loss="mse", output="logits")
+    with pytest.raises(ValueError):
+        Recipe(trainer="batch")
+    assert Recipe(passes=23).capped(2).passes == 2 and Recipe(passes=1).capped(2).passes == 1
+    assert "tta" not in PAPER_RECIPE.training()
+    assert describe({}) == "as before" and "9 views" in describe({"tta": 1})
+
+
+def test_every_step_starts_from_the_papers_initial_weights():
+    before = torch.random.get_rng_state()
+    paper = make_model(RunConfig(seed=3)).state_dict()
+    torch.random.set_rng_state(before)
+    for recipe in recipes():
+        state = initial_network(recipe, 3).state_dict()
+        for name, tensor in paper.items():
+            assert torch.equal(state[name], tensor), (recipe, name)
+    assert torch.equal(torch.random.get_rng_state(), before)  # global state left alone
+
+
+# --- caching -------------------------------------------------------------------------------------
+
+
+def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch):
+    runner = Runner(tmp_path, _sets(), Scale())
+    first = runner.run(MINI, 0, "test")
+    assert first.fresh and first.path is not None and first.path.parent == tmp_path / "modern"
+    assert (first.path / "weights.safetensors").is_file()
+    saved = json.loads((first.path / "result.json").read_text())
+    assert saved["key"]["seed"] == 0 and saved["key"]["recipe"]["lr"] == 0.3
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(study_module, "train_minibatch", no_training)
+    again = Runner(tmp_path, _sets(), Scale()).run(MINI, 0, "test")
+    assert not again.fresh and again.path == first.path
+    assert again.history.to_json() == first.history.to_json()
+    assert again.seconds == first.seconds  # the time measured when it was trained
+    # Another seed, recipe or evaluation set is another run ...
+    assert Runner(tmp_path, _sets(), Scale()).folder(MINI, 1, "test") != first.path
+    assert runner.folder(MINI.changed({"lr": 0.1}), 0, "test") != first.path
+    assert runner.folder(MINI, 0, "validation") != first.path
+    # ... and so is the same one under other code.
+    monkeypatch.undo()
+    monkeypatch.setattr(lenet1.runs, "code_fingerprint", lambda: "0123456789abcdef")
+    changed = Runner(tmp_path, _sets(), Scale())
+    assert changed.folder(MINI, 0, "test") != first.path
+    retrained = changed.run(MINI, 0, "test")
+    assert retrained.fresh and retrained.path != first.path
+    assert retrained.history.figures() == first.history.figures()  # same seed, same numbers
+
+
+def test_an_interrupted_run_is_not_reused(tmp_path):
+    runner = Runner(tmp_path, _sets(), Scale())
+    folder = runner.folder(MINI, 0, "test")
+    folder.with_name(folder.name + ".partial").mkdir(parents=True)
+    assert runner.run(MINI, 0, "test").fresh
+
+
+def test_test_time_augmentation_reuses_the_trained_weights(tmp_path):
+    sets = _sets()
+    runner = Runner(tmp_path, sets, Scale())
+    plain = runner.run(MINI, 0, "test")
+    shifted = runner.run(MINI.changed({"tta": 1}), 0, "test")
+    assert shifted.path == plain.path and not shifted.fresh
+    model = MINI.network()
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(plain.path / "weights.safetensors")))
+    test = sets["test"][1]
+    assert shifted.test == metrics_of(predict_shifted(model, test.images, 1), test.labels)
+    assert plain.test == plain.history.final.test
+
+
+def test_a_diverged_candidate_is_recorded_and_loses(tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(study_module, "train_minibatch", diverge)
+    result = Runner(tmp_path, _sets(), Scale()).run(MINI, 0, "validation")
+    assert result.diverged and result.test.error == 1.0
+    monkeypatch.undo()
+    assert Runner(tmp_path, _sets(), Scale()).run(MINI, 0, "validation").diverged  # cached
+    assert choose([{"lr": 1}, {"lr": 2}], [[1.0], [0.5]], [[math.nan], [0.2]]) == 1
+
+
+def test_the_online_step_trains_as_the_papers_runs_do(tmp_path):
+    sets = {"test": (_toy(30, 0), _toy(20, 1))}
+    result = Runner(tmp_path, sets, Scale()).run(PAPER_RECIPE.changed({"passes": 1}), 2, "test")
+    model = make_model(RunConfig(seed=2))
+    from lenet1.train import SGD, ReferenceEngine, train_online
+
+    history = train_online(model, *sets["test"], 1, SGD(0.03), ReferenceEngine())
+    assert result.history.final.test.misses == history.final.test.misses
+    assert result.history.final.train.mse == pytest.approx(history.final.train.mse, rel=1e-4)
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def _result(recipe: Recipe, seed: int, misses: int, train_misses: int,
+            seconds: float) -> RunResult:
+    test = Metrics(0.1, misses / 2007, misses, 2007)
+    train = Metrics(0.01, train_misses / 7291, train_misses, 7291)
+    history = ModernHistory([ModernRecord(1, train, test, 0.1, 0.2, seconds, 0.001)])
+    return RunResult(recipe, seed, "test", history, seconds, train, test)
+
+
+def test_the_summary_statistics():
+    step = Step("x", "x", "x", {"batch_size": 64})
+    recipe = MINI.changed({"batch_size": 64})
+    misses, train_misses, seconds = [100, 90, 110, 95], [3, 5, 7, 1], [10.0, 12.0, 11.0, 13.0]
+    results = [_result(recipe, s, m, t, w) for s, (m, t, w) in
+               enumerate(zip(misses, train_misses, seconds))]
+    summary = summarize(4, step, MINI, results, 7291)
+    errors = [m / 2007 for m in misses]
+    assert summary.index == 4 and summary.seeds == (0, 1, 2, 3)
+    assert summary.changed == {"batch_size": 64}
+    assert summary.mean == pytest.approx(sum(errors) / 4)
+    assert summary.std == pytest.approx(statistics.stdev(errors))  # n - 1 in the denominator
+    assert summary.std == pytest.approx(math.sqrt(sum((e - sum(errors) / 4) ** 2
+                                                      for e in errors) / 3))
+    assert (summary.low, summary.high) == (90 / 2007, 110 / 2007)
+    assert summary.mean_misses == 98.75 and summary.test_misses == tuple(misses)
+    assert summary.std_misses == pytest.approx(statistics.stdev(misses))
+    assert summary.train_mean == pytest.approx(sum(train_misses) / 4 / 7291)
+    assert summary.mean_seconds == 11.5
+    assert summary.dsp_seconds == dsp_seconds(recipe, 7291)
+    one = summarize(0, step, None, results[:1], 7291)
+    assert math.isnan(one.std) and one.changed == {}
+    with pytest.raises(ValueError):
+        summarize(0, step, None, [results[0], _result(MINI, 1, 1, 1, 1.0)], 7291)
+
+
+def test_the_paired_change_between_steps():
+    step = Step("x", "x", "x")
+    before = summarize(1, step, MINI, [_result(MINI, s, m, 0, 1.0)
+                                       for s, m in enumerate([100, 90, 110])], 7291)
+    after = summarize(2, step, MINI, [_result(MINI, s, m, 0, 1.0)
+                                      for s, m in enumerate([80, 85, 95])], 7291)
+    mean, std = study_module.paired_change(before, after)
+    differences = [-20 / 2007, -5 / 2007, -15 / 2007]
+    assert mean == pytest.approx(statistics.fmean(differences))
+    assert std == pytest.approx(statistics.stdev(differences))
+    other = summarize(2, step, MINI, [_result(MINI, s, 1, 0, 1.0) for s in (5, 6, 7)], 7291)
+    with pytest.raises(ValueError, match="different seeds"):
+        study_module.paired_change(before, other)
+
+
+def test_dsp_time_counts_the_papers_arithmetic():
+    from lenet1.modern import multiply_adds
+
+    count = multiply_adds(make_model(RunConfig()))
+    paper = dsp_seconds(PAPER_RECIPE, 7291)
+    assert paper == pytest.approx(count.train_pattern * 7291 * 23 / 12.5e6)
+    # Mini-batches update less often; the forward and backward arithmetic is the same.
+    batched = dsp_seconds(PAPER_RECIPE.changed({"trainer": "minibatch", "batch_size": 32}), 7291)
+    assert batched < paper and batched > (count.forward + count.backward) * 7291 * 23 / 12.5e6
+
+
+def test_choose_takes_the_lowest_mean_error_then_mse_never_the_reference():
+    candidates = [{}, {"lr": 1}, {"lr": 2}, {"lr": 3}]
+    assert choose(candidates, [[0.0], [0.2, 0.1], [0.1, 0.2], [0.3, 0.3]],
+                  [[0.0], [0.5, 0.5], [0.4, 0.4], [0.1, 0.1]]) == 2
+    assert choose(candidates, [[0.0], [0.1], [0.1], [0.1]], [[0.0], [0.3], [0.3], [0.3]]) == 1
+
+
+def test_format_rows_aligns_columns():
+    text = format_rows([{"a": "1", "bb": "long value"}, {"a": "333", "bb": "x"}])
+    lines = text.splitlines()
+    assert len(lines) == 4 and len({len(line.rstrip()) for line in lines[:2]}) >= 1
+    assert lines[0].index("|") == lines[2].index("|") == lines[3].index("|")
+
+
+# --- the whole study, quickly --------------------------------------------------------------------
+
+
+@requires_data
+def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
+    # One fingerprint for both calls, even if someone edits the package meanwhile.
+    monkeypatch.setattr(lenet1.runs, "code_fingerprint", lambda: "fixed-for-test")
+    tiny = Scale(train_size=100, max_passes=1, selection_seeds=1)
+    study = run_study((0, 1), scale=tiny, root=tmp_path)
+    assert [s.name for s in study.steps] == [step.name for step in STEPS]
+    assert all(len(s.test_errors) == 2 and s.test_count == 2007 for s in study.steps)
+    assert all(s.recipe.passes == 1 for s in study.steps)
+    assert [sel.step for sel in study.selections] == [s.name for s in STEPS if s.choices]
+    for sel in study.selections:
+        assert sel.seeds == (0,) and sel.validation_count == 20
+        assert sel.chosen < len(sel.candidates) and sel.choice
+    # Each step's figures changed only what it declares, with the choice that was made.
+    chosen = {sel.step: sel.choice for sel in study.selections}
+    assert [s.recipe for s in study.steps] == [r.capped(1) for r in recipes(chosen=chosen)]
+    rows = study.rows()
+    assert len(rows) == len(STEPS) + 1 and rows[0]["test error"] == "5.0%"
+    assert rows[1]["Karpathy 2022 (MNIST stand-in)"].startswith("4.09%")
+    assert rows[1]["vs previous step"] == "" and study.paired_change(0) is None
+    change = study.paired_change(2)
+    assert change is not None and rows[3]["vs previous step"].startswith(f"{100 * change[0]:+.2f}")
+    assert len(study.selection_rows()) == sum(len(sel.candidates) for sel in study.selections)
+    assert study.compute_seconds > 0 and study.fresh_seconds == pytest.approx(
+        study.compute_seconds)
+    again = run_study((0, 1), scale=tiny, root=tmp_path)
+    assert again.fresh_seconds == 0 and not any(r.fresh for r in again.runs)
+    assert [s.test_errors for s in again.steps] == [s.test_errors for s in study.steps]
+    pytest.importorskip("matplotlib")
+    study_module.plot_path(study)
+    study_module.plot_curves(study)

@@ -202,7 +202,7 @@ class Step:
 
     ``changes`` are applied as they are. ``choices``, if any, are alternative further changes,
     one of which is picked on the validation split; when ``changes`` is empty the step is a pure
-    selection and the previous recipe is judged beside the candidates, for reference.
+    selection and the previous recipe competes with the candidates (it may be kept).
     """
 
     name: str
@@ -547,7 +547,7 @@ def summarize(index: int, step: Step, previous: Recipe | None, results: Sequence
 @dataclass(frozen=True)
 class Selection:
     """An open choice decided on the validation split. ``candidates[i]`` are the changes on top
-    of the step's fixed ones (``{}``: the previous recipe, judged for reference only)."""
+    of the step's fixed ones (``{}``: the previous recipe, which wins when no change beats it)."""
 
     step: str
     candidates: tuple[dict[str, Any], ...]
@@ -564,14 +564,16 @@ class Selection:
 
 def choose(candidates: Sequence[Mapping[str, Any]], errors: Sequence[Sequence[float]],
            mse: Sequence[Sequence[float]]) -> int:
-    """The best candidate (never the reference ``{}``): lowest mean error, then lowest MSE,
-    then the first listed."""
+    """The best candidate: lowest mean validation error, then lowest MSE, then the first listed.
+
+    The reference ``{}`` (the previous recipe, listed first in a pure selection step) competes
+    too: when nothing beats it on the validation split, the step changes nothing, however the
+    test set might have liked the change."""
     def score(i: int) -> tuple[float, float, int]:
         mse_mean = statistics.fmean(mse[i])
         return statistics.fmean(errors[i]), (mse_mean if math.isfinite(mse_mean) else math.inf), i
 
-    eligible = [i for i, c in enumerate(candidates) if c]
-    return min(eligible, key=score)
+    return min(range(len(candidates)), key=score)
 
 
 # --- the whole study ----------------------------------------------------------------------------
@@ -602,8 +604,10 @@ class Study:
         seen = {r.path: r.seconds for r in self.runs if r.fresh}
         return sum(seen.values())
 
-    def best(self) -> StepSummary:
-        return min(self.steps, key=lambda s: (s.mean, s.index))
+    def final(self) -> StepSummary:
+        """The last step: the recipe every validation choice led to. Not the step with the
+        lowest test error, which would be a choice made on the test set."""
+        return self.steps[-1]
 
     def paired_change(self, index: int) -> tuple[float, float] | None:
         """Step ``index``'s test error minus the previous step's, seed by seed (every step of
@@ -653,7 +657,7 @@ class Study:
                 errors = [100 * e for e in sel.errors[i]]
                 rows.append({
                     "step": sel.step, "candidate": describe(candidate) if candidate else
-                    "(previous recipe, for reference)",
+                    "(previous recipe: kept if nothing beats it)",
                     "validation error": " / ".join(f"{e:.2f}%" for e in errors),
                     "mean": f"{statistics.fmean(errors):.2f}%",
                     "chosen": "yes" if i == sel.chosen else ""})
@@ -874,8 +878,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(format_rows(study.rows()))
     print()
     print(format_rows(study.selection_rows()))
-    best = study.best()
-    print(f"\nbest: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
+    best = study.final()
+    print(f"\nfinal recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
           f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-{100 * best.high:.2f}%"
           f", {best.mean_misses:.1f} misses of {best.test_count}")
     print(f"compute of every run: {study.compute_seconds:.0f} s; trained now: "

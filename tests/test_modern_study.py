@@ -266,11 +266,13 @@ def test_dsp_time_counts_the_papers_arithmetic():
     assert batched < paper and batched > (count.forward + count.backward) * 7291 * 23 / 12.5e6
 
 
-def test_choose_takes_the_lowest_mean_error_then_mse_never_the_reference():
+def test_choose_takes_the_lowest_mean_error_then_mse_and_may_keep_the_previous_recipe():
     candidates = [{}, {"lr": 1}, {"lr": 2}, {"lr": 3}]
-    assert choose(candidates, [[0.0], [0.2, 0.1], [0.1, 0.2], [0.3, 0.3]],
+    assert choose(candidates, [[0.9], [0.2, 0.1], [0.1, 0.2], [0.3, 0.3]],
                   [[0.0], [0.5, 0.5], [0.4, 0.4], [0.1, 0.1]]) == 2
-    assert choose(candidates, [[0.0], [0.1], [0.1], [0.1]], [[0.0], [0.3], [0.3], [0.3]]) == 1
+    assert choose(candidates, [[0.2], [0.1], [0.1], [0.1]], [[0.0], [0.3], [0.3], [0.3]]) == 1
+    # Nothing beats the previous recipe on validation: it is kept.
+    assert choose(candidates, [[0.05], [0.1], [0.1], [0.1]], [[0.3], [0.3], [0.3], [0.3]]) == 0
 
 
 def test_format_rows_aligns_columns():

@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
-## test: unit tests, then every chapter in quick mode (nbval: runs every cell, and compares
+## test: type check, unit tests, then every chapter in quick mode (nbval: runs every cell, and compares
 ## the cells tagged nbval-check-output with the outputs committed in notebooks/*.ipynb)
 test: install
+	$(PYTHON) -m mypy lenet1
 	$(PYTHON) -m pytest -q tests
 	LENET1_QUICK=1 $(PYTHON) -m pytest -q --nbval-lax notebooks
 

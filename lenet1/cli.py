@@ -1,4 +1,4 @@
-"""The command line: ``python -m lenet1 {info,train,evaluate}``.
+"""The command line: ``python -m lenet1 {info,train,evaluate,study}``.
 
 Every expected failure (bad arguments, missing data, a folder that is not a run) ends with a
 one-line message on stderr and exit status 2, never a traceback.
@@ -13,10 +13,27 @@ from dataclasses import fields
 from pathlib import Path
 
 from .data import SOURCES, DataError
-from .model import BACKGROUND, INITS, UNITS, ShapeError, architecture, build_model, \
-    format_architecture
-from .runs import (ENGINES, MODELS, OPTIMIZERS, SCHEDULES, RunConfig, RunError,
-                   fit_and_evaluation_sets, load_run, train_run)
+from .model import (
+    BACKGROUND,
+    BIAS_INITS,
+    INITS,
+    UNITS,
+    ShapeError,
+    architecture,
+    build_model,
+    format_architecture,
+)
+from .runs import (
+    ENGINES,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULES,
+    RunConfig,
+    RunError,
+    fit_and_evaluation_sets,
+    load_run,
+    train_run,
+)
 from .train import evaluate, format_record
 
 EXIT_USAGE = 2
@@ -58,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--unit", choices=UNITS, default=defaults.unit)
     train.add_argument("--init", choices=INITS, default=defaults.init)
     train.add_argument("--table", default=defaults.table, help="block, full or random:SEED")
+    train.add_argument("--bias-init", choices=BIAS_INITS, default=defaults.bias_init,
+                       help="biases start at zero, or uniform like the unit's weights")
     train.add_argument("--h2-background", type=float, default=BACKGROUND,
                        help="value H1's maps are padded with for H2 (default -1)")
     train.add_argument("--passes", type=_positive_int, default=defaults.passes)
@@ -84,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_ = commands.add_parser("evaluate", help="reload a run folder, reprint its figures")
     evaluate_.add_argument("run", type=Path)
     evaluate_.add_argument("--data-root", default=None)
+
+    study = commands.add_parser(
+        "study", help="train (or reload) every run of a study and print its tables",
+        description="paper: calibration, 10 seeds of LeNet-1 and FC-40 with SDLM and SGD, "
+                    "rejection, ablations (the book's chapters 4-7). modern: the modern "
+                    "retraining path (chapter 8). Saved runs are reloaded, not retrained.")
+    study.add_argument("which", choices=("paper", "modern"))
+    study.add_argument("--quick", action="store_true",
+                       help="a smoke test: a couple of passes and seeds (as LENET1_QUICK=1)")
+    study.add_argument("--runs", default=None,
+                       help="where run folders are saved (default: $LENET1_RUNS, else runs/ in the project)")
+    study.add_argument("--data-root", default=None)
+    study.add_argument("--out", type=Path, default=None,
+                       help="paper: also write the summary, tables (CSV) and figures (PNG) here")
+    study.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="modern: the seeds of every step (default 0 1 2 3 4)")
     return parser
 
 
@@ -118,10 +153,31 @@ def _evaluate(args: argparse.Namespace) -> None:
         print("warning: the reloaded weights do not give the recorded misses", file=sys.stderr)
 
 
+def _study(args: argparse.Namespace) -> None:
+    if args.which == "paper":
+        if args.seeds is not None:
+            raise ValueError("--seeds is for the modern study; the paper study's seeds are "
+                             "its plan's (lenet1.paper_study.FULL)")
+        from .paper_study import run_all
+
+        run_all(quick=args.quick, root=args.runs, data_root=args.data_root, out=args.out,
+                progress=lambda message: print(message, flush=True))
+        return
+    if args.out is not None:
+        raise ValueError("--out is for the paper study; the modern study prints its tables")
+    from .modern_study import SEEDS, report, run_study
+
+    study = run_study(args.seeds or SEEDS, args.quick, root=args.runs, data_root=args.data_root,
+                      log=lambda message: print(message, flush=True))
+    print()
+    print(report(study))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"info": _info, "train": _train, "evaluate": _evaluate}[args.command](args)
+        {"info": _info, "train": _train, "evaluate": _evaluate,
+         "study": _study}[args.command](args)
     except (DataError, RunError, ShapeError, ValueError, FloatingPointError) as error:
         print(f"python -m lenet1 {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,8 +25,10 @@ from torch import Tensor, nn
 
 Unit = Literal["scaled_tanh", "tanh"]
 Init = Literal["fan_in", "sqrt_fan_in"]
+BiasInit = Literal["zero", "uniform"]
 UNITS: tuple[str, ...] = ("scaled_tanh", "tanh")
 INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in")
+BIAS_INITS: tuple[str, ...] = ("zero", "uniform")
 
 # f(a) = A tanh(S a), with f(+-1) = +-1 (the 1998 paper, appendix A).
 TANH_AMPLITUDE = 1.7159
@@ -126,32 +128,36 @@ def _uniform_(tensor: Tensor, fan_in: int, init: Init) -> None:
         tensor.uniform_(-scale, scale)
 
 
-class LeNet1(nn.Module):
-    """The constrained network of the 1989 paper: 1,256 units, 64,660 connections, 9,760 weights.
+def _check_options(unit: str, init: str, bias_init: str) -> None:
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if bias_init not in BIAS_INITS:
+        raise ValueError(f"bias_init must be one of {BIAS_INITS}, got {bias_init!r}")
 
-    Args:
-        table: H2's connection table, (12, 12) bool, ``table[out, in]``; default the block table.
-        unit: ``scaled_tanh`` (1.7159 tanh(2a/3), the default) or ``tanh``.
-        init: weights uniform in +-2.4/F (``fan_in``, the default) or +-2.4/sqrt(F), F the
-            number of weights into a unit. Biases start at zero: the paper gives no bias init.
-        h2_background: the value H1's maps are padded with before H2 looks at them. The paper
-            speaks only of the input's border; -1 (the tanh's "off" level) is the default.
 
-    Disconnected H2 weights are held at exactly zero: the weight tensor is multiplied by the
-    table in every forward pass, so their gradient is zero and no optimiser step moves them.
+def _bias_(bias: Tensor, fan_in: int, init: Init, bias_init: BiasInit) -> None:
+    """``zero``: biases start at 0. ``uniform``: like the unit's weights (a bias is a weight
+    from a unit that is always on), drawn after all the weights."""
+    if bias_init == "uniform":
+        _uniform_(bias, fan_in, init)
+    else:
+        with torch.no_grad():
+            bias.zero_()
+
+
+class LeNet1Weights(nn.Module):
+    """LeNet-1's 9,760 free parameters (undrawn) and its H2 connection mask, nothing more.
+
+    H1 and H2 have one bias per unit, not per map: the paper counts 8x8x12 and 4x4x12 of them.
+    :class:`LeNet1` and the modern variants both build on it, so they keep exactly these weights.
     """
 
-    def __init__(self, table: Tensor | None = None, unit: Unit = "scaled_tanh",
-                 init: Init = "fan_in", h2_background: float = BACKGROUND) -> None:
+    h2_mask: Tensor
+
+    def __init__(self, table: Tensor) -> None:
         super().__init__()
-        if unit not in UNITS:
-            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        table = check_table(block_table() if table is None else table.clone())
-        self.unit: Unit = unit
-        self.init: Init = init
-        self.h2_background = float(h2_background)
         self.register_buffer("h2_mask", table[:, :, None, None].to(torch.float32))
         self.h1_weight = nn.Parameter(torch.empty(MAPS, 1, KERNEL, KERNEL))
         self.h1_bias = nn.Parameter(torch.zeros(MAPS, 8, 8))
@@ -161,14 +167,42 @@ class LeNet1(nn.Module):
         self.h3_bias = nn.Parameter(torch.zeros(30))
         self.out_weight = nn.Parameter(torch.empty(10, 30))
         self.out_bias = nn.Parameter(torch.zeros(10))
-        self.reset_parameters()
 
     @property
     def table(self) -> Tensor:
         return self.h2_mask[:, :, 0, 0].bool()
 
+
+class LeNet1(LeNet1Weights):
+    """The constrained network of the 1989 paper: 1,256 units, 64,660 connections, 9,760 weights.
+
+    Args:
+        table: H2's connection table, (12, 12) bool, ``table[out, in]``; default the block table.
+        unit: ``scaled_tanh`` (1.7159 tanh(2a/3), the default) or ``tanh``.
+        init: weights uniform in +-2.4/F (``fan_in``, the default) or +-2.4/sqrt(F), F the
+            number of weights into a unit. Biases start at zero: the paper gives no bias init.
+        h2_background: the value H1's maps are padded with before H2 looks at them. The paper
+            speaks only of the input's border; -1 (the tanh's "off" level) is the default.
+        bias_init: ``zero`` (the default) or ``uniform``: each bias drawn like its unit's
+            weights, within +-2.4/F (or +-2.4/sqrt(F)), after every weight has been drawn.
+
+    Disconnected H2 weights are held at exactly zero: the weight tensor is multiplied by the
+    table in every forward pass, so their gradient is zero and no optimiser step moves them.
+    """
+
+    def __init__(self, table: Tensor | None = None, unit: Unit = "scaled_tanh",
+                 init: Init = "fan_in", h2_background: float = BACKGROUND,
+                 bias_init: BiasInit = "zero") -> None:
+        _check_options(unit, init, bias_init)
+        super().__init__(check_table(block_table() if table is None else table.clone()))
+        self.bias_init: BiasInit = bias_init
+        self.unit: Unit = unit
+        self.init: Init = init
+        self.h2_background = float(h2_background)
+        self.reset_parameters()
+
     def reset_parameters(self) -> None:
-        """Draw the weights (from torch's global generator) and zero the biases."""
+        """Draw the weights (from torch's global generator), then the biases (zero by default)."""
         _uniform_(self.h1_weight, KERNEL * KERNEL, self.init)
         # Each H2 map draws with its own fan-in: 25 times the number of H1 maps it sees.
         for out_map, inputs in enumerate(self.table.sum(dim=1).tolist()):
@@ -177,8 +211,12 @@ class LeNet1(nn.Module):
         _uniform_(self.out_weight, self.out_weight.shape[1], self.init)
         with torch.no_grad():
             self.h2_weight.mul_(self.h2_mask)
-            for bias in (self.h1_bias, self.h2_bias, self.h3_bias, self.out_bias):
-                bias.zero_()
+        _bias_(self.h1_bias, KERNEL * KERNEL, self.init, self.bias_init)
+        for out_map, inputs in enumerate(self.table.sum(dim=1).tolist()):
+            _bias_(self.h2_bias[out_map], KERNEL * KERNEL * int(inputs), self.init,
+                   self.bias_init)
+        _bias_(self.h3_bias, self.h3_weight.shape[1], self.init, self.bias_init)
+        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init)
 
     def layers(self, x: Tensor) -> dict[str, Tensor]:
         """Every layer's states for images ``x`` (N, 1, 16, 16): h1, h2, h3 and out."""
@@ -202,12 +240,10 @@ class FullyConnected40(nn.Module):
     (10,690 connections). Same units and initialisation options as :class:`LeNet1`."""
 
     def __init__(self, unit: Unit = "scaled_tanh", init: Init = "fan_in",
-                 hidden: int = 40) -> None:
+                 hidden: int = 40, bias_init: BiasInit = "zero") -> None:
         super().__init__()
-        if unit not in UNITS:
-            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        _check_options(unit, init, bias_init)
+        self.bias_init: BiasInit = bias_init
         self.unit: Unit = unit
         self.init: Init = init
         self.hidden_weight = nn.Parameter(torch.empty(hidden, 256))
@@ -219,9 +255,8 @@ class FullyConnected40(nn.Module):
     def reset_parameters(self) -> None:
         _uniform_(self.hidden_weight, 256, self.init)
         _uniform_(self.out_weight, self.out_weight.shape[1], self.init)
-        with torch.no_grad():
-            self.hidden_bias.zero_()
-            self.out_bias.zero_()
+        _bias_(self.hidden_bias, 256, self.init, self.bias_init)
+        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init)
 
     def layers(self, x: Tensor) -> dict[str, Tensor]:
         check_images(x)
@@ -298,10 +333,12 @@ def format_architecture(rows: list[LayerCount]) -> str:
 
 
 def build_model(kind: str = "lenet1", unit: Unit = "scaled_tanh", init: Init = "fan_in",
-                table: str = "block", h2_background: float = BACKGROUND) -> nn.Module:
+                table: str = "block", h2_background: float = BACKGROUND,
+                bias_init: BiasInit = "zero") -> nn.Module:
     """A network by name (``lenet1`` or ``fc40``), as the CLI and run folders describe it."""
     if kind == "lenet1":
-        return LeNet1(connection_table(table), unit=unit, init=init, h2_background=h2_background)
+        return LeNet1(connection_table(table), unit=unit, init=init, h2_background=h2_background,
+                      bias_init=bias_init)
     if kind == "fc40":
-        return FullyConnected40(unit=unit, init=init)
+        return FullyConnected40(unit=unit, init=init, bias_init=bias_init)
     raise ValueError(f"unknown model {kind!r}: use 'lenet1' or 'fc40'")

@@ -41,12 +41,12 @@ from .data import Digits
 from .model import (
     BACKGROUND,
     KERNEL,
-    MAPS,
     PAD_AFTER,
     PAD_BEFORE,
     STRIDE,
     TANH_AMPLITUDE,
     TANH_SLOPE,
+    LeNet1Weights,
     activation,
     block_table,
     check_images,
@@ -70,7 +70,7 @@ def _unit(a: Tensor, unit: str) -> Tensor:
     return torch.relu(a) if unit == "relu" else activation(a, unit)  # type: ignore[arg-type]
 
 
-class ModernLeNet1(nn.Module):
+class ModernLeNet1(LeNet1Weights):
     """LeNet-1's topology and 9,760 free parameters, with modern options.
 
     Args:
@@ -91,12 +91,9 @@ class ModernLeNet1(nn.Module):
         seed: draw the initial weights from this seed; ``None``: from torch's global generator.
     """
 
-    h2_mask: Tensor
-
     def __init__(self, table: Tensor | None = None, unit: ModernUnit = "relu",
                  output: Output = "logits", dropout: float = 0.0, init: ModernInit = "pytorch",
                  h2_background: float | None = None, seed: int | None = None) -> None:
-        super().__init__()
         if unit not in MODERN_UNITS:
             raise ValueError(f"unit must be one of {MODERN_UNITS}, got {unit!r}")
         if output not in OUTPUTS:
@@ -110,26 +107,13 @@ class ModernLeNet1(nn.Module):
             h2_background = 0.0 if unit == "relu" else BACKGROUND
         if not (math.isfinite(h2_background) and -1.0 <= h2_background <= 1.0):
             raise ValueError(f"h2_background must lie in [-1, 1], got {h2_background}")
-        table = check_table(block_table() if table is None else table.clone())
+        super().__init__(check_table(block_table() if table is None else table.clone()))
         self.unit: ModernUnit = unit
         self.output: Output = output
         self.dropout = float(dropout)
         self.init: ModernInit = init
         self.h2_background = float(h2_background)
-        self.register_buffer("h2_mask", table[:, :, None, None].to(torch.float32))
-        self.h1_weight = nn.Parameter(torch.empty(MAPS, 1, KERNEL, KERNEL))
-        self.h1_bias = nn.Parameter(torch.zeros(MAPS, 8, 8))
-        self.h2_weight = nn.Parameter(torch.empty(MAPS, MAPS, KERNEL, KERNEL))
-        self.h2_bias = nn.Parameter(torch.zeros(MAPS, 4, 4))
-        self.h3_weight = nn.Parameter(torch.empty(30, MAPS * 4 * 4))
-        self.h3_bias = nn.Parameter(torch.zeros(30))
-        self.out_weight = nn.Parameter(torch.empty(10, 30))
-        self.out_bias = nn.Parameter(torch.zeros(10))
         self.reset_parameters(None if seed is None else torch.Generator().manual_seed(seed))
-
-    @property
-    def table(self) -> Tensor:
-        return self.h2_mask[:, :, 0, 0].bool()
 
     def extra_repr(self) -> str:
         return (f"unit={self.unit}, output={self.output}, dropout={self.dropout}, "

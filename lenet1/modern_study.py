@@ -25,7 +25,7 @@ returns a :class:`Study` with one :class:`StepSummary` per step (mean, std and r
 error and misses over the seeds, wall time, and the same arithmetic's time on the paper's DSP
 board) and one :class:`Selection` per open choice. Command line::
 
-    LENET1_DATA=... python -m lenet1.modern_study [--quick] [--seeds 0 1 2 3 4]
+    LENET1_DATA=... python -m lenet1 study modern [--quick] [--seeds 0 1 2 3 4]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import json
 import math
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -862,29 +863,24 @@ def plot_curves(study: Study) -> Any:
 # --- command line -------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m lenet1.modern_study",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--root", default=None, help="runs root (default: runs_root())")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    study = run_study(args.seeds, args.quick, root=args.root,
-                      log=lambda message: print(message, flush=True))
-    print()
-    print(format_rows(study.rows()))
-    print()
-    print(format_rows(study.selection_rows()))
+def report(study: Study) -> str:
+    """The study's tables and its final recipe, as plain text."""
     best = study.final()
-    print(f"\nfinal recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
-          f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-{100 * best.high:.2f}%"
-          f", {best.mean_misses:.1f} misses of {best.test_count}")
-    print(f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
-          f"{study.fresh_seconds:.0f} s; this call: {time.perf_counter() - start:.0f} s; "
-          f"online engine: {study.engine}")
+    return "\n\n".join([
+        format_rows(study.rows()),
+        format_rows(study.selection_rows()),
+        f"final recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
+        f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-{100 * best.high:.2f}%"
+        f", {best.mean_misses:.1f} misses of {best.test_count}\n"
+        f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
+        f"{study.fresh_seconds:.0f} s; online engine: {study.engine}"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lenet1.modern_study``: the same as ``python -m lenet1 study modern``."""
+    from .cli import main as cli_main
+
+    raise SystemExit(cli_main(["study", "modern", *(argv if argv is not None else sys.argv[1:])]))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import Digits, load, validation_split
-from .model import BACKGROUND, INITS, UNITS, build_model, connection_table
+from .model import BACKGROUND, BIAS_INITS, INITS, UNITS, build_model, connection_table
 from .train import SGD, History, PassRecord, StepRule, train_online
 
 RUN_FILES = ("config.json", "history.json", "weights.safetensors")
@@ -50,6 +50,8 @@ class RunConfig:
     init: str = "fan_in"
     table: str = "block"
     h2_background: float = BACKGROUND
+    # Biases start at zero (the paper gives no bias init) or, "uniform", drawn like the weights.
+    bias_init: str = "zero"
     passes: int = 23
     optimizer: str = "sgd"
     # SGD's learning rate, or SDLM's global eta for the first pass; None: the optimiser's
@@ -69,7 +71,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         choices = {"model": MODELS, "unit": UNITS, "init": INITS, "optimizer": OPTIMIZERS,
-                   "engine": ENGINES}
+                   "engine": ENGINES, "bias_init": BIAS_INITS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
@@ -106,7 +108,8 @@ def make_model(config: RunConfig) -> nn.Module:
     """The network the configuration describes, its weights drawn from ``config.seed``."""
     torch.manual_seed(config.seed)
     return build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
-                       table=config.table, h2_background=config.h2_background)
+                       table=config.table, h2_background=config.h2_background,
+                       bias_init=config.bias_init)  # type: ignore[arg-type]
 
 
 def make_rule(config: RunConfig) -> StepRule:
@@ -114,7 +117,8 @@ def make_rule(config: RunConfig) -> StepRule:
     if config.optimizer == "sdlm":
         from .sdlm import LENET5_SCHEDULE, SDLM
 
-        options = {"mu": config.mu, "patterns": config.curvature_patterns, "seed": config.seed}
+        options: dict[str, Any] = {"mu": config.mu, "patterns": config.curvature_patterns,
+                                   "seed": config.seed}
         if config.schedule == "1998":
             return SDLM.scaled(config.lr / LENET5_SCHEDULE[0][1], **options)
         return SDLM.constant(config.lr, **options)
@@ -196,7 +200,8 @@ def load_run(path: str | Path) -> Run:
     except (ValueError, TypeError, KeyError, OSError, SafetensorError) as error:
         raise RunError(f"{folder} holds an unreadable run: {error}") from None
     model = build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
-                        table=config.table, h2_background=config.h2_background)
+                        table=config.table, h2_background=config.h2_background,
+                        bias_init=config.bias_init)  # type: ignore[arg-type]
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -248,9 +253,19 @@ def cached_run(config: RunConfig, root: str | Path | None = None,
     folder = run_folder(config, root)
     if all((folder / name).is_file() for name in RUN_FILES):
         return load_run(folder)
+    model, history = train_run(config, data_root=data_root, on_pass=on_pass)
+    return save_run_atomically(folder, config, model, history)
+
+
+def save_run_atomically(folder: Path, config: RunConfig, model: nn.Module,
+                        history: History) -> Run:
+    """Save a run beside ``folder`` and then move it there, so that a run interrupted half-way
+    is never mistaken for a finished one."""
     partial = folder.with_name(folder.name + ".partial")
-    model, history = train_run(config, out=partial, data_root=data_root, on_pass=on_pass)
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_run(partial, config, model, history)
     if folder.exists():
         shutil.rmtree(folder)
-    partial.replace(folder)  # a run interrupted half-way is never mistaken for a finished one
+    partial.replace(folder)
     return Run(folder, config, history, model)

@@ -15,12 +15,21 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-
-from .data import Digits, load
+from .data import Digits
 from .rejection import RejectionPoint, at_threshold, rejection_for_error
-from .runs import (Run, RunConfig, cached_run, fit_and_evaluation_sets, make_model, make_rule,
-                   run_folder, save_run)
+from .runs import (
+    RUN_FILES,
+    Run,
+    RunConfig,
+    cached_run,
+    fit_and_evaluation_sets,
+    make_model,
+    make_rule,
+    run_folder,
+    save_run_atomically,
+)
 from .train import History, predict
 
 METRICS = ("mse", "error", "misses")
@@ -33,36 +42,45 @@ def _replica_group(config: RunConfig) -> tuple[object, ...]:
     return (config.data, config.model, config.passes, config.holdout, config.holdout_seed)
 
 
-def cached_runs(configs: Sequence[RunConfig], root: str | None = None,
+def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
                 data_root: str | None = None,
-                progress: Callable[[str], None] | None = None) -> list[Run]:
-    """One run per configuration, in order: reloaded if saved, else trained now (fast-engine
-    runs that share data and shape together as replicas) and saved."""
+                progress: Callable[[str], None] | None = None, batch: int | None = None,
+                stop_on_divergence: bool = True) -> list[Run]:
+    """One run per configuration, in order: reloaded if saved, else trained now and saved.
+
+    Missing fast-engine runs that share data and shape are trained together as replicas,
+    ``batch`` at a time (default: all at once; a smaller batch saves progress more often).
+    With ``stop_on_divergence=False`` a replica whose loss blows up does not stop the others:
+    its run is saved with the history up to the pass where it diverged, as a sweep needs.
+    """
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     runs: dict[int, Run] = {}
     missing: dict[tuple[object, ...], list[int]] = {}
     for index, config in enumerate(configs):
         folder = run_folder(config, root)
-        if folder.is_dir() and (folder / "history.json").is_file():
-            runs[index] = cached_run(config, root, data_root)
-        elif config.engine == "fast":
+        if config.engine == "fast" and not all((folder / f).is_file() for f in RUN_FILES):
             missing.setdefault(_replica_group(config), []).append(index)
         else:
             runs[index] = cached_run(config, root, data_root)
     for indices in missing.values():
         from .engine import train_replicas
 
-        group = [configs[i] for i in indices]
-        if progress is not None:
-            progress(f"training {len(group)} replicas: {group[0].model}, "
-                     f"{group[0].passes} passes")
-        train, evaluation = fit_and_evaluation_sets(group[0], data_root)
-        models = [make_model(config) for config in group]
-        histories = train_replicas(models, train, evaluation, group[0].passes,
-                                   [make_rule(config) for config in group])
-        for index, config, model, history in zip(indices, group, models, histories):
-            folder = run_folder(config, root)
-            save_run(folder, config, model, history)
-            runs[index] = Run(folder, config, history, model)
+        train, evaluation = fit_and_evaluation_sets(configs[indices[0]], data_root)
+        size = batch or len(indices)
+        for start in range(0, len(indices), size):
+            chunk = indices[start:start + size]
+            group = [configs[i] for i in chunk]
+            if progress is not None:
+                progress(f"training {len(group)} replicas: {group[0].model}, "
+                         f"{group[0].passes} passes, holdout {group[0].holdout}")
+            models = [make_model(config) for config in group]
+            histories = train_replicas(models, train, evaluation, group[0].passes,
+                                       [make_rule(config) for config in group],
+                                       stop_on_divergence=stop_on_divergence)
+            for index, config, model, history in zip(chunk, group, models, histories):
+                runs[index] = save_run_atomically(run_folder(config, root), config, model,
+                                                  history)
     return [runs[i] for i in range(len(configs))]
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from lenet1.data import SHA256, Split, data_root, load
+from lenet1.data import SHA256, Digits, Split, data_root, load
 
 
 def _real_data_present() -> bool:
@@ -29,3 +29,12 @@ def usps() -> Split:
 def _one_thread() -> None:
     # Deterministic and fastest for the small batch-1 work of the tests.
     torch.set_num_threads(1)
+
+
+def toy_digits(n: int, seed: int, noise: float = 0.3) -> Digits:
+    """Ten fixed random templates plus noise: learnable, so a loss can be seen to fall."""
+    templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = templates[labels] + noise * torch.randn(n, 1, 16, 16, generator=generator)
+    return Digits(images.clamp(-1, 1), labels)

@@ -23,6 +23,9 @@ def test_info_prints_the_papers_totals(capsys):
     ["train"],
     ["frobnicate"],
     [],
+    ["study"],
+    ["study", "everything"],
+    ["study", "modern", "--seeds", "x"],
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -44,6 +47,27 @@ def test_missing_data_root_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch)
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["study", "paper", "--seeds", "1", "2"],  # the paper study's seeds are its plan's
+    ["study", "modern", "--out", "x"],  # the modern study prints, it writes no figures
+    ["study", "modern", "--seeds", "1", "1"],  # seeds must be distinct
+])
+def test_study_options_that_do_not_apply_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study: error" in err
+
+
+def test_study_passes_its_options_through(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("lenet1.paper_study.run_all", lambda **kwargs: calls.append(kwargs))
+    assert main(["study", "paper", "--quick", "--runs", str(tmp_path), "--data-root", "d",
+                 "--out", str(tmp_path / "out")]) == 0
+    (kwargs,) = calls
+    assert kwargs["quick"] is True and kwargs["root"] == str(tmp_path)
+    assert kwargs["data_root"] == "d" and kwargs["out"] == tmp_path / "out"
 
 
 def test_bad_table_name(capsys):

@@ -3,8 +3,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenet1.model import (FullyConnected40, LeNet1, ShapeError, architecture, block_table,
-                          build_model, connection_table, full_table, random_table)
+from lenet1.model import (
+    FullyConnected40,
+    LeNet1,
+    ShapeError,
+    architecture,
+    block_table,
+    build_model,
+    connection_table,
+    full_table,
+    random_table,
+)
 from lenet1.train import SGD, ReferenceEngine
 
 PAPER = {"H1": (768, 19968, 1068), "H2": (192, 38592, 2592), "H3": (30, 5790, 5790),

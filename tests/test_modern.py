@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lenet1.data import Digits
 from lenet1.model import FullyConnected40, LeNet1, architecture, full_table
 from lenet1.modern import (
     MODERN_INITS,
@@ -26,16 +25,7 @@ from lenet1.modern import (
 )
 from lenet1.train import SGD, predict, train_online
 
-from .conftest import requires_data
-
-
-def _toy(n: int, seed: int, noise: float = 0.3) -> Digits:
-    """Ten fixed random templates plus noise: learnable, so a loss can be seen to fall."""
-    templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = templates[labels] + noise * torch.randn(n, 1, 16, 16, generator=generator)
-    return Digits(images.clamp(-1, 1), labels)
+from .conftest import requires_data, toy_digits
 
 
 def _off(model: torch.nn.Module) -> torch.Tensor:
@@ -60,12 +50,12 @@ def test_same_names_and_shapes_as_lenet1_and_the_same_function():
     paper = LeNet1()
     modern = ModernLeNet1(unit="scaled_tanh", output="squashed", init="fan_in")
     modern.load_state_dict(paper.state_dict())
-    images = _toy(8, 0).images
+    images = toy_digits(8, 0).images
     assert torch.equal(modern(images), paper(images))
 
 
 def test_relu_pads_h2_with_zero_and_tanh_with_minus_one():
-    images = _toy(4, 0).images
+    images = toy_digits(4, 0).images
     for unit, background in (("relu", 0.0), ("tanh", -1.0), ("scaled_tanh", -1.0)):
         model = ModernLeNet1(unit=unit, seed=1)
         assert model.h2_background == background
@@ -96,7 +86,7 @@ def test_init_bounds_and_seeded_draws():
 
 
 def test_dropout_acts_only_in_training_mode():
-    images = _toy(16, 0).images
+    images = toy_digits(16, 0).images
     model = ModernLeNet1(dropout=0.5, seed=0)
     model.eval()
     assert torch.equal(model(images), model(images))
@@ -111,7 +101,7 @@ def test_dropout_acts_only_in_training_mode():
 
 
 def test_outputs_are_logits_or_squashed():
-    images = _toy(6, 0).images
+    images = toy_digits(6, 0).images
     logits = ModernLeNet1(output="logits", seed=0)
     squashed = ModernLeNet1(output="squashed", seed=0)
     states = logits.layers(images)
@@ -136,7 +126,7 @@ def test_masked_weights_stay_exactly_zero_under_adamw_with_weight_decay():
     model = ModernLeNet1(seed=0)
     config = ModernConfig(optimizer="adamw", lr=1e-2, weight_decay=0.1, passes=1)
     optimizer = make_optimizer(model, config)
-    data = _toy(64, 0)
+    data = toy_digits(64, 0)
     for _ in range(5):
         optimizer.zero_grad()
         F.cross_entropy(model(data.images), data.labels).backward()
@@ -146,14 +136,14 @@ def test_masked_weights_stay_exactly_zero_under_adamw_with_weight_decay():
     state = optimizer.state[model.h2_weight]
     assert float(state["exp_avg"][~model.table].abs().max()) == 0.0
     assert float(state["exp_avg_sq"][~model.table].abs().max()) == 0.0
-    train_minibatch(model, data, _toy(20, 1), ModernConfig(weight_decay=0.1, passes=2,
+    train_minibatch(model, data, toy_digits(20, 1), ModernConfig(weight_decay=0.1, passes=2,
                                                            translate=1, ema=0.9))
     assert float(_off(model).abs().max()) == 0.0
     assert float((model.h2_weight[model.table] != 0).float().mean()) > 0.99
 
 
 def test_same_seed_same_numbers_bit_for_bit():
-    train, test = _toy(100, 0), _toy(30, 1)
+    train, test = toy_digits(100, 0), toy_digits(30, 1)
     config = ModernConfig(batch_size=16, passes=2, translate=1, rotate=5.0, scale=0.05,
                           label_smoothing=0.1, seed=3)
 
@@ -173,7 +163,7 @@ def test_same_seed_same_numbers_bit_for_bit():
 
 
 def test_a_short_run_lowers_the_loss_and_evaluates_whole_sets_in_eval_mode():
-    train, test = _toy(200, 0), _toy(50, 1)
+    train, test = toy_digits(200, 0), toy_digits(50, 1)
     model = ModernLeNet1(dropout=0.5, seed=0)
     seen = []
     history = train_minibatch(model, train, test, ModernConfig(passes=3, batch_size=20),
@@ -194,7 +184,7 @@ def test_batch_one_sgd_mse_matches_the_online_trainer():
     paper = LeNet1()
     modern = ModernLeNet1(unit="scaled_tanh", output="squashed", init="fan_in")
     modern.load_state_dict(paper.state_dict())
-    train, test = _toy(30, 0), _toy(10, 1)
+    train, test = toy_digits(30, 0), toy_digits(10, 1)
     train_online(paper, train, test, 1, SGD(0.05))
     train_minibatch(modern, train, test, ModernConfig(
         loss="mse", optimizer="sgd", momentum=0.0, lr=0.05, schedule="constant",
@@ -219,7 +209,7 @@ def test_weight_average_and_test_time_shifts():
             p.mul_(3)
     average.update(model)
     assert torch.allclose(average.model.h3_weight, 2 * model.h3_weight / 3)
-    images = _toy(5, 0).images
+    images = toy_digits(5, 0).images
     assert torch.allclose(predict_shifted(model, images, 0),
                           place_coded(model, predict(model, images)))
     assert predict_shifted(model, images, 1).shape == (5, 10)
@@ -237,7 +227,7 @@ def test_bad_configs_raise_value_errors(kwargs):
 
 
 def test_loss_must_fit_the_output_layer():
-    data = _toy(10, 0)
+    data = toy_digits(10, 0)
     with pytest.raises(ValueError, match="logits"):
         train_minibatch(ModernLeNet1(output="squashed"), data, data, ModernConfig(passes=1))
     with pytest.raises(ValueError, match="squashed"):
@@ -251,7 +241,7 @@ def test_divergence_is_reported():
     with torch.no_grad():
         model.out_weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="diverged"):
-        train_minibatch(model, _toy(10, 0), _toy(10, 1), ModernConfig(passes=1))
+        train_minibatch(model, toy_digits(10, 0), toy_digits(10, 1), ModernConfig(passes=1))
 
 
 # --- cost -------------------------------------------------------------------------------------

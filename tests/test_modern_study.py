@@ -31,19 +31,11 @@ from lenet1.modern_study import (
 from lenet1.runs import RunConfig, make_model
 from lenet1.train import Metrics, metrics_of
 
-from .conftest import requires_data
-
-
-def _toy(n: int, seed: int, noise: float = 0.3) -> Digits:
-    templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = templates[labels] + noise * torch.randn(n, 1, 16, 16, generator=generator)
-    return Digits(images.clamp(-1, 1), labels)
+from .conftest import requires_data, toy_digits
 
 
 def _sets() -> dict[str, tuple[Digits, Digits]]:
-    return {"test": (_toy(64, 0), _toy(40, 1)), "validation": (_toy(48, 2), _toy(16, 3))}
+    return {"test": (toy_digits(64, 0), toy_digits(40, 1)), "validation": (toy_digits(48, 2), toy_digits(16, 3))}
 
 
 MINI = Recipe(trainer="minibatch", batch_size=16, lr=0.3, passes=2)
@@ -193,7 +185,7 @@ def test_a_diverged_candidate_is_recorded_and_loses(tmp_path, monkeypatch):
 
 
 def test_the_online_step_trains_as_the_papers_runs_do(tmp_path):
-    sets = {"test": (_toy(30, 0), _toy(20, 1))}
+    sets = {"test": (toy_digits(30, 0), toy_digits(20, 1))}
     result = Runner(tmp_path, sets, Scale()).run(PAPER_RECIPE.changed({"passes": 1}), 2, "test")
     model = make_model(RunConfig(seed=2))
     from lenet1.train import SGD, ReferenceEngine, train_online

@@ -250,6 +250,6 @@ def validation_split(digits: Digits, fraction: float = 0.2, seed: int = 0) -> tu
         raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(digits), generator=generator)
-    cut = int(round(len(digits) * fraction))
+    cut = round(len(digits) * fraction)
     held_out, fit = order[:cut].sort().values, order[cut:].sort().values
     return digits.subset(fit), digits.subset(held_out)

@@ -866,14 +866,13 @@ def plot_curves(study: Study) -> Any:
 def report(study: Study) -> str:
     """The study's tables and its final recipe, as plain text."""
     best = study.final()
-    return "\n\n".join([
-        format_rows(study.rows()),
-        format_rows(study.selection_rows()),
-        f"final recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
-        f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-{100 * best.high:.2f}%"
-        f", {best.mean_misses:.1f} misses of {best.test_count}\n"
-        f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
-        f"{study.fresh_seconds:.0f} s; online engine: {study.engine}"])
+    final = (f"final recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
+             f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-"
+             f"{100 * best.high:.2f}%, {best.mean_misses:.1f} misses of {best.test_count}")
+    compute = (f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
+               f"{study.fresh_seconds:.0f} s; online engine: {study.engine}")
+    return "\n\n".join([format_rows(study.rows()), format_rows(study.selection_rows()),
+                        final + "\n" + compute])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

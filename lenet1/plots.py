@@ -10,6 +10,7 @@ Needs the ``book`` extras (matplotlib, seaborn); nothing else in the package imp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -54,6 +55,18 @@ def _numpy(values: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
     return np.asarray(values)
 
 
+def _tiles(fig: Figure, count: int, ncols: int) -> tuple[np.ndarray, list[Any]]:
+    """A grid of ``count`` bare picture axes, ``ncols`` wide; the spare cells switched off.
+    Returns the grid and the axes to draw in, in reading order."""
+    axes = fig.subplots(-(-count // ncols), ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.flat[count:]:
+        ax.set_axis_off()
+    return axes, list(axes.flat[:count])
+
+
 def _images(images: Tensor | np.ndarray) -> np.ndarray:
     """(N, 1, H, W) or (N, H, W) -> (N, H, W)."""
     array = _numpy(images)
@@ -82,13 +95,8 @@ def digit_grid(images: Tensor | np.ndarray, titles: Sequence[str] | None = None,
     nrows = -(-count // ncols)
     title_space = 0.25 if titles is not None else 0.0
     fig = _figure(size * ncols + (0.6 if row_labels else 0), (size + title_space) * nrows)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if index >= count:
-            ax.set_axis_off()
-            continue
+    axes, used = _tiles(fig, count, ncols)
+    for index, ax in enumerate(used):
         ax.imshow(pictures[index], cmap=INK, vmin=vmin, vmax=vmax)
         for spine in ax.spines.values():
             spine.set_color("#bbbbbb")
@@ -271,14 +279,9 @@ def kernels(weights: Tensor | np.ndarray, ncols: int = 6) -> Figure:
     count = len(values)
     nrows = -(-count // ncols)
     fig = _figure(1.15 * ncols + 0.9, 1.25 * nrows)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes, used = _tiles(fig, count, ncols)
     image = None
-    for index, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if index >= count:
-            ax.set_axis_off()
-            continue
+    for index, ax in enumerate(used):
         image = ax.imshow(values[index], cmap=SIGNED, vmin=-limit, vmax=limit)
         ax.set_title(f"map {index}", fontsize=9, pad=2)
     if image is not None:

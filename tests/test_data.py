@@ -114,7 +114,7 @@ def test_download_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
     source = tmp_path / "served.gz"
     _write_esl(source, 5)
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: open(source, "rb"))
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: open(source, "rb"))  # noqa: SIM115
     root = tmp_path / "root"
     with pytest.raises(DataError, match="SHA-256"):
         load("usps", root)
@@ -128,7 +128,7 @@ def test_download_lands_when_the_checksum_is_right(tmp_path, monkeypatch):
         _write_esl(served / name, rows)
         monkeypatch.setitem(data.SHA256, name, data.sha256_of(served / name))
     monkeypatch.setattr(data.urllib.request, "urlopen",
-                        lambda url, timeout: open(served / url.rsplit("/", 1)[1], "rb"))
+                        lambda url, timeout: open(served / url.rsplit("/", 1)[1], "rb"))  # noqa: SIM115
     data._load_usps.cache_clear()
     split = load("usps", tmp_path / "root")
     data._load_usps.cache_clear()
@@ -217,11 +217,16 @@ def test_mnist1989_missing_files_are_a_clear_error(tmp_path):
 
 
 def test_validation_split_is_disjoint_and_reproducible():
-    digits = Digits(torch.zeros(100, 1, 16, 16), torch.arange(100) % 10)
+    # each image holds its own index, so the two parts can be told apart
+    images = (torch.arange(100, dtype=torch.float32) / 100).view(100, 1, 1, 1).expand(100, 1, 16, 16)
+    digits = Digits(images.contiguous(), torch.arange(100) % 10)
     fit, held = validation_split(digits, 0.2, seed=3)
-    fit2, held2 = validation_split(digits, 0.2, seed=3)
+    fit_again, held_again = validation_split(digits, 0.2, seed=3)
     assert len(fit) == 80 and len(held) == 20
-    assert torch.equal(held.labels, held2.labels)
+    fit_ids, held_ids = set(fit.images[:, 0, 0, 0].tolist()), set(held.images[:, 0, 0, 0].tolist())
+    assert not fit_ids & held_ids and len(fit_ids | held_ids) == 100
+    assert torch.equal(held.images, held_again.images) and torch.equal(fit.images, fit_again.images)
+    assert not torch.equal(validation_split(digits, 0.2, seed=4)[1].images, held.images)
     with pytest.raises(ValueError):
         validation_split(digits, 1.5)
 

@@ -595,6 +595,374 @@ def _fc_replicas(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np
                              s2[r], sb2[r], amp[r], slope[r])
 
 
+# --- many LeNet-1s at once, replica-innermost ("lanes") -----------------------------------------
+# A group of LANES networks is stored with the replica as the last, fastest axis: every scalar
+# of the single-network pass becomes one 8-float vector (one AVX2 register), and every scalar
+# operation one vector operation, lane l doing exactly network l's float32 operation in the
+# same order. So each lane's numbers are FastEngine's, bit for bit, whatever the other lanes
+# hold; a group short of LANES networks fills the rest with dummy lanes (zero weights and steps).
+
+LANES = 8                     # floats in one AVX2 vector: networks per group
+_LVEC = ir.VectorType(ir.FloatType(), LANES)
+ROW4 = H2SIDE * LANES         # a row of 4 H2 units, every lane
+H2FLAT_BLOCKS = H2FLAT // VECTOR
+
+
+@intrinsic
+def _lanes_gemm_intrinsic(typingctx, y, y_at, y_j, y_k,  # type: ignore[no-untyped-def]
+                          c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
+                          rows, cols, count, splat):
+    """A block of ``rows`` x ``cols`` lane vectors, each a sum of ``count`` products:
+
+        Y[j, k] += sum_{i < count} C[j, k, i] * X[j, k, i]      (8 lanes each, elementwise)
+
+    with ``Y[j, k]`` the 8 floats at ``y[y_at + j*y_j + k*y_k]``, ``C`` at ``c_at + j*c_j +
+    k*c_k + i*c_i`` and ``X`` likewise. ``splat`` 1 makes C a single float shared by the lanes
+    (the input image, the same for every network), 2 does so for X. Each lane adds its terms
+    in the order ``i = 0, 1, ...`` (multiply, then add: as the scalar loop does). The block's
+    outputs stay in registers; ``rows``, ``cols``, ``count`` and ``splat`` are constants;
+    nothing is checked.
+    """
+    arrays_ok = all(_is_float32_c_array(a) for a in (y, c, x))
+    ints_ok = all(isinstance(i, types.Integer)
+                  for i in (y_at, y_j, y_k, c_at, c_j, c_k, c_i, x_at, x_j, x_k, x_i))
+    literals = (rows, cols, count, splat)
+    if not (arrays_ok and ints_ok and all(isinstance(n, types.IntegerLiteral) for n in literals)):
+        return None
+    n_rows, n_cols, n_terms, n_splat = (n.literal_value for n in literals)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        def intp(i):  # type: ignore[no-untyped-def]
+            return context.cast(builder, args[i], signature.args[i], types.intp)
+
+        def data(i):  # type: ignore[no-untyped-def]
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        y_data, c_data, x_data = data(0), data(4), data(9)
+        y_o, y_j_, y_k_ = intp(1), intp(2), intp(3)
+        c_o, c_j_, c_k_, c_i_ = intp(5), intp(6), intp(7), intp(8)
+        x_o, x_j_, x_k_, x_i_ = intp(10), intp(11), intp(12), intp(13)
+
+        def offset(base, *terms):  # type: ignore[no-untyped-def]
+            for stride, times in terms:
+                if times:
+                    base = builder.add(base, builder.mul(stride, ir.Constant(stride.type, times)))
+            return base
+
+        def load(array, at, scalar):  # type: ignore[no-untyped-def]
+            pointer = builder.gep(array, [at])
+            if scalar:
+                value = builder.load(pointer, align=4)
+                lane = builder.insert_element(ir.Constant(_LVEC, ir.Undefined), value,
+                                              ir.Constant(ir.IntType(32), 0))
+                return builder.shuffle_vector(lane, ir.Constant(_LVEC, ir.Undefined),
+                                              ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                          [0] * LANES))
+            return builder.load(builder.bitcast(pointer, _LVEC.as_pointer()), align=4)
+
+        outputs = [(j, k) for j in range(n_rows) for k in range(n_cols)]
+        y_ptrs = [builder.bitcast(builder.gep(y_data, [offset(y_o, (y_j_, j), (y_k_, k))]),
+                                  _LVEC.as_pointer()) for j, k in outputs]
+        sums = [builder.load(p, align=4) for p in y_ptrs]
+        cache: dict[tuple[str, int], ir.Value] = {}
+        for i in range(n_terms):
+            cache.clear()
+            for n, (j, k) in enumerate(outputs):
+                c_at_ = offset(c_o, (c_j_, j), (c_k_, k), (c_i_, i))
+                x_at_ = offset(x_o, (x_j_, j), (x_k_, k), (x_i_, i))
+                cv = load(c_data, c_at_, n_splat == 1)
+                xv = load(x_data, x_at_, n_splat == 2)
+                sums[n] = builder.fadd(sums[n], builder.fmul(cv, xv))
+        for pointer, total in zip(y_ptrs, sums):
+            builder.store(total, pointer, align=4)
+        return context.get_dummy_value()
+
+    return types.void(y, y_at, y_j, y_k, c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
+                      rows, cols, count, splat), codegen
+
+
+_lanes_gemm: Callable[..., None] = _lanes_gemm_intrinsic
+
+
+@intrinsic
+def _lanes_step_intrinsic(typingctx, w, w_at, s, s_at, d, d_at, x, x_at):  # type: ignore[no-untyped-def]
+    """``w -= s * (d * x)`` for the 8 lanes at each offset: the update of a full layer's
+    weight, where ``d`` (the unit's delta) and ``x`` (the input's state) come from different
+    rows."""
+    if not (all(_is_float32_c_array(a) for a in (w, s, d, x))
+            and all(isinstance(i, types.Integer) for i in (w_at, s_at, d_at, x_at))):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        pointers = []
+        for i in (0, 2, 4, 6):
+            data = context.make_array(signature.args[i])(context, builder, args[i]).data
+            at = context.cast(builder, args[i + 1], signature.args[i + 1], types.intp)
+            pointers.append(builder.bitcast(builder.gep(data, [at]), _LVEC.as_pointer()))
+        wv, sv, dv, xv = (builder.load(p, align=4) for p in pointers)
+        builder.store(builder.fsub(wv, builder.fmul(sv, builder.fmul(dv, xv))), pointers[0],
+                      align=4)
+        return context.get_dummy_value()
+
+    return types.void(w, w_at, s, s_at, d, d_at, x, x_at), codegen
+
+
+_lanes_step: Callable[..., None] = _lanes_step_intrinsic
+
+
+@_inline
+def _lanes_derivative(d: np.ndarray, u: np.ndarray, amp_slope: np.ndarray) -> None:
+    """``d *= A S (1 - u^2)`` over flat lane arrays (``amp_slope`` repeats the lanes' A S)."""
+    for i in range(d.size):
+        d[i] *= amp_slope[i] * (ONE - u[i] * u[i])
+
+
+@_inline
+def _lanes_dot(y: np.ndarray, w: np.ndarray, x: np.ndarray, acc: np.ndarray, n: int) -> None:
+    """``y[j] = sum_i w[j, i] x[i]`` for every row j, lane by lane, summed as :func:`_dot`
+    sums: 16 partial sums over the whole vectors of 16, added in order, then the tail.
+    Flat lane arrays: y (rows, 8), w (rows, n, 8), x (n, 8); acc is scratch (16, rows, 8)."""
+    rows = y.size // LANES
+    full = n - n % VECTOR
+    acc[:] = ZERO
+    for j in range(rows):
+        for half in range(0, VECTOR, 8):                 # 8 partial sums at a time in registers
+            if full == H2FLAT:                           # H3: the whole row in one block
+                _lanes_gemm(acc, (half * rows + j) * LANES, rows * LANES, 0,
+                            w, (j * n + half) * LANES, LANES, 0, VECTOR * LANES,
+                            x, half * LANES, LANES, 0, VECTOR * LANES, 8, 1, H2FLAT_BLOCKS, 0)
+                continue
+            for b in range(0, full, VECTOR):
+                _lanes_gemm(acc, (half * rows + j) * LANES, rows * LANES, 0,
+                            w, (j * n + b + half) * LANES, LANES, 0, 0,
+                            x, (b + half) * LANES, LANES, 0, 0, 8, 1, 1, 0)
+    y[:] = ZERO
+    for s in range(VECTOR):
+        for i in range(rows * LANES):
+            y[i] += acc[s * rows * LANES + i]
+    for j in range(rows):
+        for t in range(full, n):
+            _lanes_gemm(y, j * LANES, 0, 0, w, (j * n + t) * LANES, 0, 0, 0,
+                        x, t * LANES, 0, 0, 0, 1, 1, 1, 0)
+
+
+@_jit
+def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
+                  w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+                  w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
+                  s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
+                  s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
+                  background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
+                  losses: np.ndarray) -> None:
+    """:func:`_lenet1_pass` for a group of 8 networks, one per lane: w1 (25, 12, 8) [offset,
+    H1 map, lane], b1 (768, 8), w2 (300, 12, 8) [H1 map * 25 + offset, H2 map, lane], b2
+    (192, 8), w3 (H, 192, 8), b3 (H, 8), w4 (10, H, 8), b4 (10, 8); s* the steps alike;
+    background, amp, slope and losses (float64) one per lane. Each lane does its network's
+    operations in :func:`_lenet1_pass`'s order; the loss sums are added to ``losses``."""
+    n = images.shape[0]
+    hidden = w3.shape[0]
+    L = LANES
+    # The lanes' constants repeated along the longest flat array (H1's), so that a flat loop
+    # over any lane array finds its lane's constant at the same index, and vectorises.
+    longest = MAPS * H1N * L
+    slope_x = np.empty(longest, np.float32)
+    amp_x = np.empty(longest, np.float32)
+    amp_slope_x = np.empty(longest, np.float32)
+    for i in range(longest):
+        slope_x[i] = slope[i % L]
+        amp_x[i] = amp[i % L]
+        amp_slope_x[i] = amp[i % L] * slope[i % L]
+    xph = np.full(XPHASES, XBACK, np.float32)             # the input: the same for every lane
+    p1 = np.empty((K, H1N), np.float32)
+    a1 = np.empty(MAPS * H1N * L, np.float32)             # (map, unit, lane), flat
+    u1 = np.empty(MAPS * H1N * L, np.float32)
+    x1 = np.empty(MAPS * H1N * L, np.float32)
+    x1ph = np.empty(MAPS * H1PHASES * L, np.float32)      # (map, padded phases, lane)
+    for i in range(MAPS * H1PHASES):
+        for lane in range(L):
+            x1ph[i * L + lane] = background[lane]
+    p2 = np.empty(H2IN * H2N * L, np.float32)             # (H1 map * 25 + offset, unit, lane)
+    a2 = np.empty(H2FLAT * L, np.float32)
+    u2 = np.empty(H2FLAT * L, np.float32)
+    x2 = np.empty(H2FLAT * L, np.float32)
+    a3 = np.empty(hidden * L, np.float32)
+    u3 = np.empty(hidden * L, np.float32)
+    x3 = np.empty(hidden * L, np.float32)
+    acc3 = np.empty(VECTOR * hidden * L, np.float32)
+    a4 = np.empty(OUT * L, np.float32)
+    u4 = np.empty(OUT * L, np.float32)
+    y = np.empty(OUT * L, np.float32)
+    acc4 = np.empty(VECTOR * OUT * L, np.float32)
+    d4 = np.empty(OUT * L, np.float32)
+    e3 = np.empty(hidden * L, np.float32)
+    e2 = np.empty(H2FLAT * L, np.float32)
+    ep2 = np.empty(H2IN * H2N * L, np.float32)
+    g2 = np.empty(H2IN * MAPS * L, np.float32)
+    e1ph = np.empty(H1PHASES * L, np.float32)
+    d1 = np.empty(MAPS * H1N * L, np.float32)
+    g1 = np.empty(K * MAPS * L, np.float32)
+    loss = np.empty(L, np.float32)
+    w1f, s1f, b1f, sb1f = w1.reshape(-1), s1.reshape(-1), b1.reshape(-1), sb1.reshape(-1)
+    w2f, s2f, b2f, sb2f = w2.reshape(-1), s2.reshape(-1), b2.reshape(-1), sb2.reshape(-1)
+    w3f, s3f, b3f, sb3f = w3.reshape(-1), s3.reshape(-1), b3.reshape(-1), sb3.reshape(-1)
+    w4f, s4f, b4f, sb4f = w4.reshape(-1), s4.reshape(-1), b4.reshape(-1), sb4.reshape(-1)
+
+    for pattern in range(n):
+        image = images[pattern]
+        # ---- forward ----------------------------------------------------------------------
+        for row in range(SIDE):
+            for col in range(SIDE):
+                xph[_phase_at(row + PAD_BEFORE, col + PAD_BEFORE, XPHASE)] = \
+                    image[row * SIDE + col]
+        for u in range(KERNEL):
+            for v in range(KERNEL):
+                for i in range(H1SIDE):
+                    _copy(p1, (u * KERNEL + v) * H1N + i * H1SIDE,
+                          xph, _phase_at(STRIDE * i + u, v, XPHASE), H1SIDE)
+        for i in range(MAPS * H1N * L):
+            a1[i] = b1f[i]
+        for m in range(0, MAPS, 3):                            # a1 += w1 p1, p1 shared
+            for q in range(0, H1N, 4):
+                _lanes_gemm(a1, (m * H1N + q) * L, H1N * L, L, w1f, m * L, L, 0, MAPS * L,
+                            p1, q, 0, 1, H1N, 3, 4, K, 2)
+        for i in range(MAPS * H1N * L):
+            t = fast_tanh(slope_x[i] * a1[i])
+            u1[i] = t
+            x1[i] = amp_x[i] * t
+        for m in range(MAPS):                                  # the states, padded, in phases
+            for i in range(H1SIDE):
+                for j in range(H1SIDE):
+                    _copy(x1ph, (m * H1PHASES + _phase_at(i + PAD_BEFORE, j + PAD_BEFORE,
+                                                          H1PHASE)) * L,
+                          x1, (m * H1N + i * H1SIDE + j) * L, LANES)
+        for m in range(MAPS):                                  # unfold: rows of 4 units
+            for u in range(KERNEL):
+                for v in range(KERNEL):
+                    r = m * K + u * KERNEL + v
+                    for i in range(H2SIDE):
+                        _copy(p2, (r * H2N + i * H2SIDE) * L, x1ph,
+                              (m * H1PHASES + _phase_at(STRIDE * i + u, v, H1PHASE)) * L,
+                              ROW4)
+        for i in range(H2FLAT * L):
+            a2[i] = b2f[i]
+        for r in range(0, H2IN, K):                            # a2 += w2 p2, rows in order
+            for o in range(0, MAPS, 3):
+                for q in range(0, H2N, 4):
+                    _lanes_gemm(a2, (o * H2N + q) * L, H2N * L, L,
+                                w2f, (r * MAPS + o) * L, L, 0, MAPS * L,
+                                p2, (r * H2N + q) * L, 0, L, H2N * L, 3, 4, K, 0)
+        for i in range(H2FLAT * L):
+            t = fast_tanh(slope_x[i] * a2[i])
+            u2[i] = t
+            x2[i] = amp_x[i] * t
+        _lanes_dot(a3, w3f, x2, acc3, H2FLAT)                  # a3 = w3 x2 + b3
+        for i in range(hidden * L):
+            a3[i] += b3f[i]
+            t = fast_tanh(slope_x[i] * a3[i])
+            u3[i] = t
+            x3[i] = amp_x[i] * t
+        _lanes_dot(a4, w4f, x3, acc4, hidden)                  # a4 = w4 x3 + b4
+        for i in range(OUT * L):
+            a4[i] += b4f[i]
+            t = fast_tanh(slope_x[i] * a4[i])
+            u4[i] = t
+            y[i] = amp_x[i] * t
+
+        # ---- backward ---------------------------------------------------------------------
+        loss[:] = ZERO
+        for c in range(OUT):
+            target = targets[pattern, c]
+            for lane in range(L):
+                i = c * L + lane
+                diff = y[i] - target
+                loss[lane] += diff * diff
+                d4[i] = TWO_TENTHS * diff * (amp_slope_x[i] * (ONE - u4[i] * u4[i]))
+        for lane in range(L):
+            losses[lane] += float(loss[lane] / f32(OUT))
+        e3[:] = ZERO
+        for j in range(hidden):                                # e3 = w4^T d4, then w4 moves
+            _lanes_gemm(e3, j * L, 0, 0, d4, 0, 0, 0, L, w4f, j * L, 0, 0, hidden * L,
+                        1, 1, OUT, 0)
+        for c in range(OUT):
+            for j in range(hidden):
+                _lanes_step(w4f, (c * hidden + j) * L, s4f, (c * hidden + j) * L,
+                            d4, c * L, x3, j * L)
+        for i in range(OUT * L):
+            b4f[i] -= sb4f[i] * d4[i]
+        _lanes_derivative(e3, u3, amp_slope_x)
+        e2[:] = ZERO
+        five = hidden - hidden % 5
+        for i in range(0, H2FLAT, 12):                         # e2 = w3^T d3, then w3 moves
+            for j in range(0, five, 5):
+                _lanes_gemm(e2, i * L, L, 0, e3, j * L, 0, 0, L,
+                            w3f, (j * H2FLAT + i) * L, L, 0, H2FLAT * L, 12, 1, 5, 0)
+            for j in range(five, hidden):
+                _lanes_gemm(e2, i * L, L, 0, e3, j * L, 0, 0, L,
+                            w3f, (j * H2FLAT + i) * L, L, 0, H2FLAT * L, 12, 1, 1, 0)
+        for j in range(hidden):
+            for i in range(H2FLAT):
+                _lanes_step(w3f, (j * H2FLAT + i) * L, s3f, (j * H2FLAT + i) * L,
+                            e3, j * L, x2, i * L)
+        for i in range(hidden * L):
+            b3f[i] -= sb3f[i] * e3[i]
+        _lanes_derivative(e2, u2, amp_slope_x)
+        ep2[:] = ZERO
+        for r in range(0, H2IN, 3):                            # ep2 = w2^T d2
+            for q in range(0, H2N, 4):
+                _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
+                            w2f, r * MAPS * L, MAPS * L, 0, L,
+                            e2, q * L, 0, L, H2N * L, 3, 4, MAPS, 0)
+        g2[:] = ZERO
+        for r in range(0, H2IN, 3):                            # g2 = p2 d2^T
+            for o in range(0, MAPS, 4):
+                _lanes_gemm(g2, (r * MAPS + o) * L, MAPS * L, L,
+                            p2, r * H2N * L, H2N * L, 0, L,
+                            e2, o * H2N * L, 0, H2N * L, L, 3, 4, H2N, 0)
+        for i in range(H2IN * MAPS * L):
+            w2f[i] -= s2f[i] * g2[i]
+        for i in range(H2FLAT * L):
+            b2f[i] -= sb2f[i] * e2[i]
+        for m in range(MAPS):                                  # fold ep2 onto H1 (col2im)
+            e1ph[:] = ZERO
+            for u in range(KERNEL):
+                for v in range(KERNEL):
+                    r = m * K + u * KERNEL + v
+                    for i in range(H2SIDE):
+                        _add_into(e1ph, _phase_at(STRIDE * i + u, v, H1PHASE) * L,
+                                  ep2, (r * H2N + i * H2SIDE) * L, ROW4)
+            for i in range(H1SIDE):
+                for j in range(H1SIDE):
+                    _copy(d1, (m * H1N + i * H1SIDE + j) * L,
+                          e1ph, _phase_at(i + PAD_BEFORE, j + PAD_BEFORE, H1PHASE) * L, LANES)
+        _lanes_derivative(d1, u1, amp_slope_x)
+        g1[:] = ZERO
+        for k in range(0, K, 5):                               # g1 = p1 d1^T, p1 shared
+            for o in range(0, MAPS, 2):
+                for q in range(0, H1N, VECTOR):
+                    _lanes_gemm(g1, (k * MAPS + o) * L, MAPS * L, L,
+                                p1, k * H1N + q, H1N, 0, 1,
+                                d1, (o * H1N + q) * L, 0, H1N * L, L, 5, 2, VECTOR, 1)
+        for i in range(K * MAPS * L):
+            w1f[i] -= s1f[i] * g1[i]
+        for i in range(MAPS * H1N * L):
+            b1f[i] -= sb1f[i] * d1[i]
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
+def _lenet1_lane_groups(images: np.ndarray, targets: np.ndarray,
+                        w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+                        w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
+                        s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
+                        s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
+                        background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
+                        losses: np.ndarray) -> None:
+    """:func:`_lenet1_lanes` for every group g (the arrays' first index), one per core."""
+    for g in prange(w1.shape[0]):
+        _lenet1_lanes(images, targets, w1[g], b1[g], w2[g], b2[g], w3[g], b3[g], w4[g], b4[g],
+                      s1[g], sb1[g], s2[g], sb2[g], s3[g], sb3[g], s4[g], sb4[g],
+                      background[g], amp[g], slope[g], losses[g])
+
+
 # --- from torch to the kernels and back --------------------------------------------------------
 
 LENET1_NAMES = ("h1_weight", "h1_bias", "h2_weight", "h2_bias", "h3_weight", "h3_bias",
@@ -796,6 +1164,59 @@ class FastEngine:
         self.last_loss = total / len(x) if len(x) else None
 
 
+def _use_lanes(replicas: int, cores: int) -> bool:
+    """Whether LeNet-1 replicas go to the lane kernel: when there are more of them than cores.
+    A group of 8 lanes costs about three single passes, so up to one network per core the
+    single pass on each core is faster."""
+    return replicas > cores
+
+
+def _group_count(replicas: int) -> int:
+    return -(-replicas // LANES)
+
+
+def _run_lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
+                     steps: list[np.ndarray], background: np.ndarray, amp: np.ndarray,
+                     slope: np.ndarray, losses: np.ndarray) -> None:
+    """Train the LeNet-1 replicas stacked in ``params`` and ``steps`` (replica first, the
+    kernels' layout) in groups of up to 8 lanes; writes the results back into ``params`` and
+    the loss sums into ``losses``. The replicas are split into groups as evenly as possible
+    (10 on two groups: 5 and 5), the rest of each group's lanes dummies: zero weights and
+    steps, units of slope and amplitude 1."""
+    replicas = len(amp)
+    groups = [np.asarray(g) for g in np.array_split(np.arange(replicas),
+                                                     _group_count(replicas))]
+
+    def to_lanes(stack: np.ndarray, name: str) -> np.ndarray:
+        if name in TRANSPOSED:
+            stack = stack[..., :MAPS]              # the lane kernel has no padding maps
+        lanes = np.zeros((len(groups), *stack.shape[1:], LANES), np.float32)
+        for g, members in enumerate(groups):
+            lanes[g, ..., :len(members)] = np.moveaxis(stack[members], 0, -1)
+        return lanes
+
+    def per_lane(values: np.ndarray, dummy: float) -> np.ndarray:
+        lanes = np.full((len(groups), LANES), dummy, values.dtype)
+        for g, members in enumerate(groups):
+            lanes[g, :len(members)] = values[members]
+        return lanes
+
+    lane_params = [to_lanes(p, name) for p, name in zip(params, LENET1_NAMES)]
+    lane_steps = [to_lanes(s, name) for s, name in zip(steps, LENET1_NAMES)]
+    lane_losses = np.zeros((len(groups), LANES), np.float64)
+    _lenet1_lane_groups(images, targets, *lane_params, *lane_steps,  # type: ignore[call-arg]
+                        per_lane(background, 0.0), per_lane(amp, 1.0), per_lane(slope, 1.0),
+                        lane_losses)
+    for g, members in enumerate(groups):
+        for stack, lanes, name in zip(params, lane_params, LENET1_NAMES):
+            values = np.moveaxis(lanes[g, ..., :len(members)], -1, 0)
+            if name in TRANSPOSED:
+                stack[members, :, :MAPS] = values
+            else:
+                stack[members] = values
+        losses[members] = lane_losses[g, :len(members)]
+
+
 class ReplicaEngine:
     """Runs one online pass for several independent networks at once, each on the same
     patterns in the same order, with its own weights and step sizes.
@@ -840,10 +1261,17 @@ class ReplicaEngine:
         losses = np.zeros(len(nets), np.float64)
         available = _max_threads()
         threads = min(len(nets), self.threads or available, available)
+        lanes = first.is_lenet1 and _use_lanes(len(nets), min(self.threads or available,
+                                                               available))
+        if lanes:
+            threads = min(threads, _group_count(len(nets)))
         before = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:
-            if first.is_lenet1:
+            if lanes:
+                background = np.array([net.background for net in nets], np.float32)
+                _run_lane_groups(x, t, params, steps, background, amp, slope, losses)
+            elif first.is_lenet1:
                 background = np.array([net.background for net in nets], np.float32)
                 _lenet1_replicas(x, t, *params, *steps,  # type: ignore[call-arg]
                                  background, amp, slope, losses)

@@ -187,6 +187,90 @@ def test_replicas_equal_single_runs_bit_for_bit(patterns):
     assert all(loss is not None and loss > 0 for loss in engine.last_losses)
 
 
+# Options cycled over the lanes, so that neighbouring lanes of one group differ in all of them.
+_LANE_TABLES = ("block", "full", "random:3", "random:7")
+_LANE_UNITS = ("scaled_tanh", "tanh", "tanh")
+_LANE_BACKGROUNDS = (-1.0, 0.0, 0.5, -1.0, 0.25)
+
+
+def _mixed_lenet1s(count: int, seed: int) -> tuple[list[nn.Module], list[dict[str, Tensor]]]:
+    """``count`` LeNet-1s with mixed tables, units and backgrounds, and mixed step rules:
+    SGD at different rates and per-weight (SDLM-like) steps."""
+    torch.manual_seed(seed)
+    models: list[nn.Module] = []
+    steps: list[dict[str, Tensor]] = []
+    for i in range(count):
+        model = LeNet1(connection_table(_LANE_TABLES[i % len(_LANE_TABLES)]),
+                       unit=_LANE_UNITS[i % len(_LANE_UNITS)],
+                       h2_background=_LANE_BACKGROUNDS[i % len(_LANE_BACKGROUNDS)])
+        models.append(model)
+        if i % 2:
+            steps.append(_per_weight_steps(model, 10 + i, top=0.04))
+        else:
+            steps.append({name: torch.tensor(0.01 + 0.005 * i)
+                          for name, _ in model.named_parameters()})
+    return models, steps
+
+
+@pytest.mark.parametrize("count", [1, 3, 10, 11])
+def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count):
+    """Every replica, in any company and any group size, lands exactly on FastEngine's
+    weights and loss after several passes: the lane kernel forced on, even for one network."""
+    from lenet1 import engine as engine_module
+
+    calls: list[int] = []
+    run_groups = engine_module._run_lane_groups
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(args[5]))   # the amplitudes: one per replica
+        return run_groups(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "_use_lanes", lambda replicas, cores: True)
+    monkeypatch.setattr(engine_module, "_run_lane_groups", spy)
+    together, steps = _mixed_lenet1s(count, seed=20 + count)
+    alone = _copies(together)
+    x, t = patterns.images[:120], patterns.targets[:120]
+    engine = ReplicaEngine()
+    expected_losses: list[float | None] = []
+    for _ in range(3):
+        engine.train_pass(together, x, t, steps)
+        expected_losses = []
+        for model, step in zip(alone, steps):
+            single = FastEngine()
+            single.train_pass(model, x, t, step)
+            expected_losses.append(single.last_loss)
+        assert engine.last_losses == expected_losses
+    assert calls == [count] * 3
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # The comparison can fail: training moved every replica.
+    fresh, _ = _mixed_lenet1s(count, seed=20 + count)
+    assert all(_max_difference(a, f) > 1e-3 for a, f in zip(together, fresh))
+
+
+def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):
+    """More LeNet-1s than cores go to the lane kernel unasked, with FastEngine's numbers;
+    one per core keeps the single-network pass."""
+    from lenet1 import engine as engine_module
+
+    calls: list[int] = []
+    run_groups = engine_module._run_lane_groups
+    monkeypatch.setattr(engine_module, "_run_lane_groups",
+                        lambda *args: calls.append(len(args[5])) or run_groups(*args))
+    together, steps = _mixed_lenet1s(5, seed=40)
+    alone = _copies(together)
+    x, t = patterns.images[:50], patterns.targets[:50]
+    ReplicaEngine(threads=2).train_pass(together, x, t, steps)
+    ReplicaEngine(threads=2).train_pass(together[:2], x, t, steps[:2])
+    assert calls == [5]
+    for model, step in zip(alone, steps):
+        FastEngine().train_pass(model, x, t, step)
+    for model, step in zip(alone[:2], steps[:2]):
+        FastEngine().train_pass(model, x, t, step)
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
 def test_fully_connected_replicas_equal_single_runs(patterns):
     torch.manual_seed(1)
     together = [FullyConnected40(), FullyConnected40(unit="tanh")]

@@ -608,6 +608,75 @@ ROW4 = H2SIDE * LANES         # a row of 4 H2 units, every lane
 H2FLAT_BLOCKS = H2FLAT // VECTOR
 
 
+def _lanes_block(args: tuple, step: bool):  # type: ignore[no-untyped-def,type-arg]
+    """Typing and code for :func:`_lanes_gemm` (``step`` False) and :func:`_lanes_gemm_step`
+    (``step`` True: a second array, the steps, follows the first, at the same offsets)."""
+    head = 2 if step else 1
+    arrays = args[:head] + (args[head + 3], args[head + 8])
+    ints = args[head:head + 3] + args[head + 4:head + 8] + args[head + 9:head + 13]
+    literals = args[head + 13:]
+    if not (all(_is_float32_c_array(a) for a in arrays)
+            and all(isinstance(i, types.Integer) for i in ints)
+            and all(isinstance(n, types.IntegerLiteral) for n in literals)):
+        return None
+    n_rows, n_cols, n_terms, n_splat = (n.literal_value for n in literals)
+
+    def codegen(context, builder, signature, values):  # type: ignore[no-untyped-def]
+        def intp(i):  # type: ignore[no-untyped-def]
+            return context.cast(builder, values[i], signature.args[i], types.intp)
+
+        def data(i):  # type: ignore[no-untyped-def]
+            return context.make_array(signature.args[i])(context, builder, values[i]).data
+
+        y_data, c_data, x_data = data(0), data(head + 3), data(head + 8)
+        y_o, y_j_, y_k_ = (intp(head + i) for i in range(3))
+        c_o, c_j_, c_k_, c_i_ = (intp(head + 4 + i) for i in range(4))
+        x_o, x_j_, x_k_, x_i_ = (intp(head + 9 + i) for i in range(4))
+
+        def offset(base, *terms):  # type: ignore[no-untyped-def]
+            for stride, times in terms:
+                if times:
+                    base = builder.add(base, builder.mul(stride, ir.Constant(stride.type, times)))
+            return base
+
+        def pointer(array, at):  # type: ignore[no-untyped-def]
+            return builder.bitcast(builder.gep(array, [at]), _LVEC.as_pointer())
+
+        def load(array, at, scalar):  # type: ignore[no-untyped-def]
+            if scalar:                                  # one float, broadcast to the lanes
+                value = builder.load(builder.gep(array, [at]), align=4)
+                lane = builder.insert_element(ir.Constant(_LVEC, ir.Undefined), value,
+                                              ir.Constant(ir.IntType(32), 0))
+                return builder.shuffle_vector(lane, ir.Constant(_LVEC, ir.Undefined),
+                                              ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                          [0] * LANES))
+            return builder.load(pointer(array, at), align=4)
+
+        outputs = [(j, k) for j in range(n_rows) for k in range(n_cols)]
+        y_at_ = [offset(y_o, (y_j_, j), (y_k_, k)) for j, k in outputs]
+        if step:                                        # a gradient starts from zero
+            sums = [ir.Constant(_LVEC, [0.0] * LANES) for _ in outputs]
+        else:
+            sums = [builder.load(pointer(y_data, at), align=4) for at in y_at_]
+        for i in range(n_terms):
+            for n, (j, k) in enumerate(outputs):
+                cv = load(c_data, offset(c_o, (c_j_, j), (c_k_, k), (c_i_, i)), n_splat == 1)
+                xv = load(x_data, offset(x_o, (x_j_, j), (x_k_, k), (x_i_, i)), n_splat == 2)
+                sums[n] = builder.fadd(sums[n], builder.fmul(cv, xv))
+        if step:                                        # w -= s * g
+            s_data = data(1)
+            for at, total in zip(y_at_, sums):
+                w_ptr = pointer(y_data, at)
+                move = builder.fmul(builder.load(pointer(s_data, at), align=4), total)
+                builder.store(builder.fsub(builder.load(w_ptr, align=4), move), w_ptr, align=4)
+        else:
+            for at, total in zip(y_at_, sums):
+                builder.store(total, pointer(y_data, at), align=4)
+        return context.get_dummy_value()
+
+    return types.void(*args), codegen
+
+
 @intrinsic
 def _lanes_gemm_intrinsic(typingctx, y, y_at, y_j, y_k,  # type: ignore[no-untyped-def]
                           c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
@@ -623,65 +692,23 @@ def _lanes_gemm_intrinsic(typingctx, y, y_at, y_j, y_k,  # type: ignore[no-untyp
     outputs stay in registers; ``rows``, ``cols``, ``count`` and ``splat`` are constants;
     nothing is checked.
     """
-    arrays_ok = all(_is_float32_c_array(a) for a in (y, c, x))
-    ints_ok = all(isinstance(i, types.Integer)
-                  for i in (y_at, y_j, y_k, c_at, c_j, c_k, c_i, x_at, x_j, x_k, x_i))
-    literals = (rows, cols, count, splat)
-    if not (arrays_ok and ints_ok and all(isinstance(n, types.IntegerLiteral) for n in literals)):
-        return None
-    n_rows, n_cols, n_terms, n_splat = (n.literal_value for n in literals)
+    return _lanes_block((y, y_at, y_j, y_k, c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
+                         rows, cols, count, splat), step=False)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        def intp(i):  # type: ignore[no-untyped-def]
-            return context.cast(builder, args[i], signature.args[i], types.intp)
 
-        def data(i):  # type: ignore[no-untyped-def]
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        y_data, c_data, x_data = data(0), data(4), data(9)
-        y_o, y_j_, y_k_ = intp(1), intp(2), intp(3)
-        c_o, c_j_, c_k_, c_i_ = intp(5), intp(6), intp(7), intp(8)
-        x_o, x_j_, x_k_, x_i_ = intp(10), intp(11), intp(12), intp(13)
-
-        def offset(base, *terms):  # type: ignore[no-untyped-def]
-            for stride, times in terms:
-                if times:
-                    base = builder.add(base, builder.mul(stride, ir.Constant(stride.type, times)))
-            return base
-
-        def load(array, at, scalar):  # type: ignore[no-untyped-def]
-            pointer = builder.gep(array, [at])
-            if scalar:
-                value = builder.load(pointer, align=4)
-                lane = builder.insert_element(ir.Constant(_LVEC, ir.Undefined), value,
-                                              ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(lane, ir.Constant(_LVEC, ir.Undefined),
-                                              ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                          [0] * LANES))
-            return builder.load(builder.bitcast(pointer, _LVEC.as_pointer()), align=4)
-
-        outputs = [(j, k) for j in range(n_rows) for k in range(n_cols)]
-        y_ptrs = [builder.bitcast(builder.gep(y_data, [offset(y_o, (y_j_, j), (y_k_, k))]),
-                                  _LVEC.as_pointer()) for j, k in outputs]
-        sums = [builder.load(p, align=4) for p in y_ptrs]
-        cache: dict[tuple[str, int], ir.Value] = {}
-        for i in range(n_terms):
-            cache.clear()
-            for n, (j, k) in enumerate(outputs):
-                c_at_ = offset(c_o, (c_j_, j), (c_k_, k), (c_i_, i))
-                x_at_ = offset(x_o, (x_j_, j), (x_k_, k), (x_i_, i))
-                cv = load(c_data, c_at_, n_splat == 1)
-                xv = load(x_data, x_at_, n_splat == 2)
-                sums[n] = builder.fadd(sums[n], builder.fmul(cv, xv))
-        for pointer, total in zip(y_ptrs, sums):
-            builder.store(total, pointer, align=4)
-        return context.get_dummy_value()
-
-    return types.void(y, y_at, y_j, y_k, c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
-                      rows, cols, count, splat), codegen
+@intrinsic
+def _lanes_gemm_step_intrinsic(typingctx, w, s, w_at, w_j, w_k,  # type: ignore[no-untyped-def]
+                               c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
+                               rows, cols, count, splat):
+    """A weight block's gradient and update in one: ``G[j, k] = 0 + sum_i C X`` as in
+    :func:`_lanes_gemm`, then ``W[j, k] -= S[j, k] * G[j, k]``, ``S`` (the steps) at W's
+    offsets. The gradient never goes to memory."""
+    return _lanes_block((w, s, w_at, w_j, w_k, c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
+                         rows, cols, count, splat), step=True)
 
 
 _lanes_gemm: Callable[..., None] = _lanes_gemm_intrinsic
+_lanes_gemm_step: Callable[..., None] = _lanes_gemm_step_intrinsic
 
 
 @intrinsic
@@ -797,7 +824,6 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
     e3 = np.empty(hidden * L, np.float32)
     e2 = np.empty(H2FLAT * L, np.float32)
     ep2 = np.empty(H2IN * H2N * L, np.float32)
-    g2 = np.empty(H2IN * MAPS * L, np.float32)
     e1ph = np.empty(H1PHASES * L, np.float32)
     d1 = np.empty(MAPS * H1N * L, np.float32)
     g1 = np.empty(K * MAPS * L, np.float32)
@@ -912,14 +938,11 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                 _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
                             w2f, r * MAPS * L, MAPS * L, 0, L,
                             e2, q * L, 0, L, H2N * L, 3, 4, MAPS, 0)
-        g2[:] = ZERO
-        for r in range(0, H2IN, 3):                            # g2 = p2 d2^T
+        for r in range(0, H2IN, 3):                            # w2 -= s2 (p2 d2^T)
             for o in range(0, MAPS, 4):
-                _lanes_gemm(g2, (r * MAPS + o) * L, MAPS * L, L,
-                            p2, r * H2N * L, H2N * L, 0, L,
-                            e2, o * H2N * L, 0, H2N * L, L, 3, 4, H2N, 0)
-        for i in range(H2IN * MAPS * L):
-            w2f[i] -= s2f[i] * g2[i]
+                _lanes_gemm_step(w2f, s2f, (r * MAPS + o) * L, MAPS * L, L,
+                                 p2, r * H2N * L, H2N * L, 0, L,
+                                 e2, o * H2N * L, 0, H2N * L, L, 3, 4, H2N, 0)
         for i in range(H2FLAT * L):
             b2f[i] -= sb2f[i] * e2[i]
         for m in range(MAPS):                                  # fold ep2 onto H1 (col2im)

@@ -69,12 +69,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 from torch import Tensor, nn
 
@@ -127,7 +129,8 @@ XBACK = f32(BACKGROUND)       # the input's virtual background
 
 # No fastmath: every sum keeps its written order. The "numpy" error model makes a division a
 # plain division (Python's model tests the divisor for zero, which stops vectorisation).
-_jit = njit(cache=True, fastmath=False, error_model="numpy")
+# nogil: the replica engine runs several passes at once on Python threads.
+_jit = njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
 _inline = njit(cache=True, fastmath=False, error_model="numpy", inline="always")
 
 _VEC = ir.VectorType(ir.FloatType(), VECTOR)
@@ -564,37 +567,6 @@ def _fc_pass(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np.nda
     return total_loss
 
 
-# --- many networks at once ---------------------------------------------------------------------
-# Each replica runs the single network's compiled pass, so its numbers are the ones FastEngine
-# gives it, bit for bit; the replicas go to the cores in parallel.
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
-def _lenet1_replicas(images: np.ndarray, targets: np.ndarray,
-                     w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
-                     w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
-                     s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
-                     s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
-                     background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
-                     losses: np.ndarray) -> None:
-    """:func:`_lenet1_pass` for every replica r: the arrays carry r as their first index."""
-    for r in prange(w1.shape[0]):
-        losses[r] = _lenet1_pass(images, targets, w1[r], b1[r], w2[r], b2[r], w3[r], b3[r],
-                                 w4[r], b4[r], s1[r], sb1[r], s2[r], sb2[r], s3[r], sb3[r],
-                                 s4[r], sb4[r], background[r], amp[r], slope[r])
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
-def _fc_replicas(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np.ndarray,
-                 w2: np.ndarray, b2: np.ndarray, s1: np.ndarray, sb1: np.ndarray,
-                 s2: np.ndarray, sb2: np.ndarray, amp: np.ndarray, slope: np.ndarray,
-                 losses: np.ndarray) -> None:
-    """:func:`_fc_pass` for every replica r: the arrays carry r as their first index."""
-    for r in prange(w1.shape[0]):
-        losses[r] = _fc_pass(images, targets, w1[r], b1[r], w2[r], b2[r], s1[r], sb1[r],
-                             s2[r], sb2[r], amp[r], slope[r])
-
-
 # --- many LeNet-1s at once, replica-innermost ("lanes") -----------------------------------------
 # A group of LANES networks is stored with the replica as the last, fastest axis: every scalar
 # of the single-network pass becomes one 8-float vector (one AVX2 register), and every scalar
@@ -971,21 +943,6 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
             b1f[i] -= sb1f[i] * d1[i]
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
-def _lenet1_lane_groups(images: np.ndarray, targets: np.ndarray,
-                        w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
-                        w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
-                        s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
-                        s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
-                        background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
-                        losses: np.ndarray) -> None:
-    """:func:`_lenet1_lanes` for every group g (the arrays' first index), one per core."""
-    for g in prange(w1.shape[0]):
-        _lenet1_lanes(images, targets, w1[g], b1[g], w2[g], b2[g], w3[g], b3[g], w4[g], b4[g],
-                      s1[g], sb1[g], s2[g], sb2[g], s3[g], sb3[g], s4[g], sb4[g],
-                      background[g], amp[g], slope[g], losses[g])
-
-
 # --- from torch to the kernels and back --------------------------------------------------------
 
 LENET1_NAMES = ("h1_weight", "h1_bias", "h2_weight", "h2_bias", "h3_weight", "h3_bias",
@@ -1187,6 +1144,37 @@ class FastEngine:
         self.last_loss = total / len(x) if len(x) else None
 
 
+def _in_parallel(jobs: list[Callable[[], None]], threads: int) -> None:
+    """Run the jobs on up to ``threads`` Python threads: the compiled passes release the GIL.
+    (Not numba's parallel loops: its OpenMP threads spin after a parallel call, slowing the
+    single-threaded work that follows, and its layer is one per process.)"""
+    if threads <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(jobs))) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+
+
+def _run_singles(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
+                 steps: list[np.ndarray], nets: list[_Net], losses: np.ndarray,
+                 threads: int) -> None:
+    """Each replica (stacked in ``params`` and ``steps``, replica first) through the single
+    network's pass, as FastEngine runs it; the replicas spread over ``threads`` threads."""
+    def one(r: int) -> None:
+        net = nets[r]
+        arrays = [p[r] for p in params] + [s[r] for s in steps]
+        if net.is_lenet1:
+            losses[r] = _lenet1_pass(images, targets, *arrays,  # type: ignore[call-arg]
+                                     net.background, net.amp, net.slope)
+        else:
+            losses[r] = _fc_pass(images, targets, *arrays,  # type: ignore[call-arg]
+                                 net.amp, net.slope)
+
+    _in_parallel([partial(one, r) for r in range(len(nets))], threads)
+
+
 def _use_lanes(replicas: int, cores: int) -> bool:
     """Whether LeNet-1 replicas go to the lane kernel: when there are more of them than cores.
     A group of 8 lanes costs about three single passes, so up to one network per core the
@@ -1200,7 +1188,7 @@ def _group_count(replicas: int) -> int:
 
 def _run_lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
                      steps: list[np.ndarray], background: np.ndarray, amp: np.ndarray,
-                     slope: np.ndarray, losses: np.ndarray) -> None:
+                     slope: np.ndarray, losses: np.ndarray, threads: int) -> None:
     """Train the LeNet-1 replicas stacked in ``params`` and ``steps`` (replica first, the
     kernels' layout) in groups of up to 8 lanes; writes the results back into ``params`` and
     the loss sums into ``losses``. The replicas are split into groups as evenly as possible
@@ -1227,9 +1215,14 @@ def _run_lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.nd
     lane_params = [to_lanes(p, name) for p, name in zip(params, LENET1_NAMES)]
     lane_steps = [to_lanes(s, name) for s, name in zip(steps, LENET1_NAMES)]
     lane_losses = np.zeros((len(groups), LANES), np.float64)
-    _lenet1_lane_groups(images, targets, *lane_params, *lane_steps,  # type: ignore[call-arg]
-                        per_lane(background, 0.0), per_lane(amp, 1.0), per_lane(slope, 1.0),
-                        lane_losses)
+    lane_constants = (per_lane(background, 0.0), per_lane(amp, 1.0), per_lane(slope, 1.0))
+
+    def group(g: int) -> None:
+        _lenet1_lanes(images, targets,  # type: ignore[call-arg]
+                      *[a[g] for a in lane_params], *[s[g] for s in lane_steps],
+                      *[c[g] for c in lane_constants], lane_losses[g])
+
+    _in_parallel([partial(group, g) for g in range(len(groups))], threads)
     for g, members in enumerate(groups):
         for stack, lanes, name in zip(params, lane_params, LENET1_NAMES):
             values = np.moveaxis(lanes[g, ..., :len(members)], -1, 0)
@@ -1288,20 +1281,11 @@ class ReplicaEngine:
                                                                available))
         if lanes:
             threads = min(threads, _group_count(len(nets)))
-        before = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            if lanes:
-                background = np.array([net.background for net in nets], np.float32)
-                _run_lane_groups(x, t, params, steps, background, amp, slope, losses)
-            elif first.is_lenet1:
-                background = np.array([net.background for net in nets], np.float32)
-                _lenet1_replicas(x, t, *params, *steps,  # type: ignore[call-arg]
-                                 background, amp, slope, losses)
-            else:
-                _fc_replicas(x, t, *params, *steps, amp, slope, losses)  # type: ignore[call-arg]
-        finally:
-            numba.set_num_threads(before)
+        if lanes:
+            background = np.array([net.background for net in nets], np.float32)
+            _run_lane_groups(x, t, params, steps, background, amp, slope, losses, threads)
+        else:
+            _run_singles(x, t, params, steps, nets, losses, threads)
         for index, net in enumerate(nets):
             net.write_back([array[index] for array in params])
         self.last_losses = [float(total) / len(x) for total in losses]

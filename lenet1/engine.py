@@ -745,6 +745,16 @@ def _lanes_dot(y: np.ndarray, w: np.ndarray, x: np.ndarray, acc: np.ndarray, n: 
                         x, t * LANES, 0, 0, 0, 1, 1, 1, 0)
 
 
+@_inline
+def _lanes_unfold(p2: np.ndarray, x1ph: np.ndarray, m: int) -> None:
+    """H2's unfolded input from H1 map ``m``: p2[(offset, unit, lane)], rows of 4 units."""
+    for u in range(KERNEL):
+        for v in range(KERNEL):
+            for i in range(H2SIDE):
+                _copy(p2, ((u * KERNEL + v) * H2N + i * H2SIDE) * LANES, x1ph,
+                      (m * H1PHASES + _phase_at(STRIDE * i + u, v, H1PHASE)) * LANES, ROW4)
+
+
 @_jit
 def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                   w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
@@ -780,7 +790,7 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
     for i in range(MAPS * H1PHASES):
         for lane in range(L):
             x1ph[i * L + lane] = background[lane]
-    p2 = np.empty(H2IN * H2N * L, np.float32)             # (H1 map * 25 + offset, unit, lane)
+    p2 = np.empty(K * H2N * L, np.float32)                # one H1 map's (offset, unit, lane)
     a2 = np.empty(H2FLAT * L, np.float32)
     u2 = np.empty(H2FLAT * L, np.float32)
     x2 = np.empty(H2FLAT * L, np.float32)
@@ -795,7 +805,7 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
     d4 = np.empty(OUT * L, np.float32)
     e3 = np.empty(hidden * L, np.float32)
     e2 = np.empty(H2FLAT * L, np.float32)
-    ep2 = np.empty(H2IN * H2N * L, np.float32)
+    ep2 = np.empty(K * H2N * L, np.float32)               # dE/dp2, one H1 map's rows
     e1ph = np.empty(H1PHASES * L, np.float32)
     d1 = np.empty(MAPS * H1N * L, np.float32)
     g1 = np.empty(K * MAPS * L, np.float32)
@@ -833,22 +843,15 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                     _copy(x1ph, (m * H1PHASES + _phase_at(i + PAD_BEFORE, j + PAD_BEFORE,
                                                           H1PHASE)) * L,
                           x1, (m * H1N + i * H1SIDE + j) * L, LANES)
-        for m in range(MAPS):                                  # unfold: rows of 4 units
-            for u in range(KERNEL):
-                for v in range(KERNEL):
-                    r = m * K + u * KERNEL + v
-                    for i in range(H2SIDE):
-                        _copy(p2, (r * H2N + i * H2SIDE) * L, x1ph,
-                              (m * H1PHASES + _phase_at(STRIDE * i + u, v, H1PHASE)) * L,
-                              ROW4)
         for i in range(H2FLAT * L):
             a2[i] = b2f[i]
-        for r in range(0, H2IN, K):                            # a2 += w2 p2, rows in order
+        for m in range(MAPS):                                  # a2 += w2 p2, rows in order,
+            _lanes_unfold(p2, x1ph, m)                         # one H1 map's rows at a time
             for o in range(0, MAPS, 3):
                 for q in range(0, H2N, 4):
                     _lanes_gemm(a2, (o * H2N + q) * L, H2N * L, L,
-                                w2f, (r * MAPS + o) * L, L, 0, MAPS * L,
-                                p2, (r * H2N + q) * L, 0, L, H2N * L, 3, 4, K, 0)
+                                w2f, (m * K * MAPS + o) * L, L, 0, MAPS * L,
+                                p2, q * L, 0, L, H2N * L, 3, 4, K, 0)
         for i in range(H2FLAT * L):
             t = fast_tanh(slope_x[i] * a2[i])
             u2[i] = t
@@ -904,24 +907,26 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
         for i in range(hidden * L):
             b3f[i] -= sb3f[i] * e3[i]
         _lanes_derivative(e2, u2, amp_slope_x)
-        ep2[:] = ZERO
-        for r in range(0, H2IN, 3):                            # ep2 = w2^T d2
-            for q in range(0, H2N, 4):
-                _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
-                            w2f, r * MAPS * L, MAPS * L, 0, L,
-                            e2, q * L, 0, L, H2N * L, 3, 4, MAPS, 0)
-        for r in range(0, H2IN, 3):                            # w2 -= s2 (p2 d2^T)
-            for o in range(0, MAPS, 4):
-                _lanes_gemm_step(w2f, s2f, (r * MAPS + o) * L, MAPS * L, L,
-                                 p2, r * H2N * L, H2N * L, 0, L,
-                                 e2, o * H2N * L, 0, H2N * L, L, 3, 4, H2N, 0)
-        for i in range(H2FLAT * L):
-            b2f[i] -= sb2f[i] * e2[i]
-        for m in range(MAPS):                                  # fold ep2 onto H1 (col2im)
-            e1ph[:] = ZERO
+        for m in range(MAPS):                                  # one H1 map's rows at a time,
+            ep2[:] = ZERO                                      # all in the first-level cache:
+            for r in range(0, K, 5):                           # ep2 = w2^T d2 (old w2)
+                for q in range(0, H2N, 4):
+                    _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
+                                w2f, (m * K + r) * MAPS * L, MAPS * L, 0, L,
+                                e2, q * L, 0, L, H2N * L, 5, 2, MAPS, 0)
+                    _lanes_gemm(ep2, (r * H2N + q + 2) * L, H2N * L, L,
+                                w2f, (m * K + r) * MAPS * L, MAPS * L, 0, L,
+                                e2, (q + 2) * L, 0, L, H2N * L, 5, 2, MAPS, 0)
+            _lanes_unfold(p2, x1ph, m)                         # w2 -= s2 (p2 d2^T)
+            for r in range(0, K, 5):
+                for o in range(0, MAPS, 2):
+                    _lanes_gemm_step(w2f, s2f, ((m * K + r) * MAPS + o) * L, MAPS * L, L,
+                                     p2, r * H2N * L, H2N * L, 0, L,
+                                     e2, o * H2N * L, 0, H2N * L, L, 5, 2, H2N, 0)
+            e1ph[:] = ZERO                                     # fold ep2 onto H1 (col2im)
             for u in range(KERNEL):
                 for v in range(KERNEL):
-                    r = m * K + u * KERNEL + v
+                    r = u * KERNEL + v
                     for i in range(H2SIDE):
                         _add_into(e1ph, _phase_at(STRIDE * i + u, v, H1PHASE) * L,
                                   ep2, (r * H2N + i * H2SIDE) * L, ROW4)
@@ -929,6 +934,8 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                 for j in range(H1SIDE):
                     _copy(d1, (m * H1N + i * H1SIDE + j) * L,
                           e1ph, _phase_at(i + PAD_BEFORE, j + PAD_BEFORE, H1PHASE) * L, LANES)
+        for i in range(H2FLAT * L):
+            b2f[i] -= sb2f[i] * e2[i]
         _lanes_derivative(d1, u1, amp_slope_x)
         g1[:] = ZERO
         for k in range(0, K, 5):                               # g1 = p1 d1^T, p1 shared
@@ -1175,11 +1182,18 @@ def _run_singles(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
     _in_parallel([partial(one, r) for r in range(len(nets))], threads)
 
 
+# What a group of 8 lanes costs, in single-network passes on one core (measured: 3.3-3.5 on
+# an AMD Zen 3 with AVX2; the lanes' arithmetic is the same per network, minus the padding
+# maps, but the single pass is bound by its short loops' overheads, the lanes by arithmetic).
+GROUP_COST = 3.5
+
+
 def _use_lanes(replicas: int, cores: int) -> bool:
-    """Whether LeNet-1 replicas go to the lane kernel: when there are more of them than cores.
-    A group of 8 lanes costs about three single passes, so up to one network per core the
-    single pass on each core is faster."""
-    return replicas > cores
+    """Whether LeNet-1 replicas go to the lane kernel: when its groups, spread over the cores,
+    take less time than the single-network passes spread over them."""
+    singles = -(-replicas // cores)
+    groups = -(-_group_count(replicas) // cores)
+    return groups * GROUP_COST < singles
 
 
 def _group_count(replicas: int) -> int:

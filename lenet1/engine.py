@@ -847,11 +847,11 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
             a2[i] = b2f[i]
         for m in range(MAPS):                                  # a2 += w2 p2, rows in order,
             _lanes_unfold(p2, x1ph, m)                         # one H1 map's rows at a time
-            for o in range(0, MAPS, 3):
+            for o in range(0, MAPS, 2):
                 for q in range(0, H2N, 4):
                     _lanes_gemm(a2, (o * H2N + q) * L, H2N * L, L,
                                 w2f, (m * K * MAPS + o) * L, L, 0, MAPS * L,
-                                p2, q * L, 0, L, H2N * L, 3, 4, K, 0)
+                                p2, q * L, 0, L, H2N * L, 2, 4, K, 0)
         for i in range(H2FLAT * L):
             t = fast_tanh(slope_x[i] * a2[i])
             u2[i] = t

@@ -829,10 +829,10 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                           xph, _phase_at(STRIDE * i + u, v, XPHASE), H1SIDE)
         for i in range(MAPS * H1N * L):
             a1[i] = b1f[i]
-        for m in range(0, MAPS, 3):                            # a1 += w1 p1, p1 shared
+        for m in range(0, MAPS, 2):                            # a1 += w1 p1, p1 shared
             for q in range(0, H1N, 4):
                 _lanes_gemm(a1, (m * H1N + q) * L, H1N * L, L, w1f, m * L, L, 0, MAPS * L,
-                            p1, q, 0, 1, H1N, 3, 4, K, 2)
+                            p1, q, 0, 1, H1N, 2, 4, K, 2)
         for i in range(MAPS * H1N * L):
             t = fast_tanh(slope_x[i] * a1[i])
             u1[i] = t
@@ -910,19 +910,16 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
         for m in range(MAPS):                                  # one H1 map's rows at a time,
             ep2[:] = ZERO                                      # all in the first-level cache:
             for r in range(0, K, 5):                           # ep2 = w2^T d2 (old w2)
-                for q in range(0, H2N, 4):
+                for q in range(H2N):
                     _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
                                 w2f, (m * K + r) * MAPS * L, MAPS * L, 0, L,
-                                e2, q * L, 0, L, H2N * L, 5, 2, MAPS, 0)
-                    _lanes_gemm(ep2, (r * H2N + q + 2) * L, H2N * L, L,
-                                w2f, (m * K + r) * MAPS * L, MAPS * L, 0, L,
-                                e2, (q + 2) * L, 0, L, H2N * L, 5, 2, MAPS, 0)
+                                e2, q * L, 0, L, H2N * L, 5, 1, MAPS, 0)
             _lanes_unfold(p2, x1ph, m)                         # w2 -= s2 (p2 d2^T)
             for r in range(0, K, 5):
-                for o in range(0, MAPS, 2):
+                for o in range(MAPS):
                     _lanes_gemm_step(w2f, s2f, ((m * K + r) * MAPS + o) * L, MAPS * L, L,
                                      p2, r * H2N * L, H2N * L, 0, L,
-                                     e2, o * H2N * L, 0, H2N * L, L, 5, 2, H2N, 0)
+                                     e2, o * H2N * L, 0, H2N * L, L, 5, 1, H2N, 0)
             e1ph[:] = ZERO                                     # fold ep2 onto H1 (col2im)
             for u in range(KERNEL):
                 for v in range(KERNEL):

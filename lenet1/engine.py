@@ -4,8 +4,8 @@
 time is per-operator overhead. :class:`FastEngine` does the same arithmetic with numba: it
 copies the parameters out of the model, runs every pattern of the pass inside one compiled
 function (forward, backward and update, fused: no Python per pattern), and copies them back.
-:class:`ReplicaEngine` and :func:`train_replicas` train several independent networks at once,
-one compiled pass per network, spread over the CPU's cores.
+:class:`ReplicaEngine` and :func:`train_replicas` train several independent networks at once:
+LeNet-1s eight to a vector (below), or one compiled pass per network, spread over the cores.
 
 The arithmetic, per pattern
 ---------------------------
@@ -63,6 +63,37 @@ a time. The long loops of H3 and of the fully connected net are left to LLVM. ``
 branch-free rational approximation that vectorises where the C library's ``tanhf`` cannot.
 One update then takes some 13-20 us on one core of the machine this was written on, against
 about 0.8 ms for the reference.
+
+Replicas: eight networks to a vector
+------------------------------------
+
+The single pass is bound by the overheads of its short loops, not by arithmetic, so many
+LeNet-1s go faster together than one after another. :func:`_lenet1_lanes` trains a *group*
+of 8 networks with the replica as the innermost (fastest) axis of every array: a weight of
+the single pass becomes 8 consecutive floats, one per network (a "lane"), so w1 is (25, 12, 8)
+[offset, H1 map, lane], w2 (300, 12, 8), w3 (H, 192, 8), a state (unit, lane), and so on
+(no padding maps: the vector runs across the networks now). Every scalar operation of
+:func:`_lenet1_pass` becomes one 8-wide AVX2 operation doing it for all 8 networks, lane l
+doing network l's operation on network l's numbers, in the same order: the same products,
+summed in the same order (:func:`_lanes_gemm` keeps a block of outputs in registers and adds
+each output's terms in the single pass's order, multiply then add, no fused multiply-add),
+the same ``fast_tanh``, the same 16 partial sums in the full layers' dot products. So each
+network gets exactly FastEngine's numbers, whatever the other lanes hold. Each network's own
+unit constants (A, S, A S) and background are lane vectors too, so units, connection tables
+(absent weights are zero weights with zero steps, per lane), backgrounds and step sizes may
+differ across the lanes. The input image is the same for every lane and is kept once,
+broadcast into the products that use it. H2's unfolded input and its error are built one
+H1 map at a time (12.8 KB, in the first-level cache), and H2's gradient goes straight into
+its update without being stored.
+
+A group short of 8 networks fills its other lanes with dummies (zero weights and steps), which
+cost as much as real ones; the replicas are split into as few groups as possible, as evenly as
+possible (10 networks: two groups of 5, one per core). A group costs about 3.3 single passes
+(:data:`GROUP_COST`), so the engine uses the lanes only where that beats one single pass per
+network per core (:func:`_use_lanes`). The fully connected net keeps the single pass per
+network. Groups, or single passes, run on Python threads (the compiled functions release
+the GIL), not in numba's OpenMP parallel loops, whose threads spin after a parallel call
+and slow the single-threaded work that follows.
 """
 
 from __future__ import annotations
@@ -1250,8 +1281,9 @@ class ReplicaEngine:
 
     The networks must be all LeNet1 or all FullyConnected40 with the same parameter shapes;
     their units, connection tables and backgrounds may differ. Each gets exactly the numbers
-    :class:`FastEngine` would give it alone. ``threads`` caps the cores used (default: all
-    numba may use, at most one per network).
+    :class:`FastEngine` would give it alone. Enough LeNet-1s per core are trained eight to a
+    vector (see the module's docstring). ``threads`` caps the cores used (default: as many as
+    numba may use, at most one per group or network).
     """
 
     def __init__(self, threads: int | None = None) -> None:

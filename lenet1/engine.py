@@ -1318,17 +1318,14 @@ class ReplicaEngine:
         amp = np.array([net.amp for net in nets], np.float32)
         slope = np.array([net.slope for net in nets], np.float32)
         losses = np.zeros(len(nets), np.float64)
-        available = _max_threads()
-        threads = min(len(nets), self.threads or available, available)
-        lanes = first.is_lenet1 and _use_lanes(len(nets), min(self.threads or available,
-                                                               available))
-        if lanes:
-            threads = min(threads, _group_count(len(nets)))
-        if lanes:
+        cores = min(self.threads or _max_threads(), _max_threads())
+        if first.is_lenet1 and _use_lanes(len(nets), cores):
+            # Eight networks to a vector: one thread per group of lanes.
             background = np.array([net.background for net in nets], np.float32)
-            _run_lane_groups(x, t, params, steps, background, amp, slope, losses, threads)
+            _run_lane_groups(x, t, params, steps, background, amp, slope, losses,
+                             min(cores, _group_count(len(nets))))
         else:
-            _run_singles(x, t, params, steps, nets, losses, threads)
+            _run_singles(x, t, params, steps, nets, losses, min(cores, len(nets)))
         for index, net in enumerate(nets):
             net.write_back([array[index] for array in params])
         self.last_losses = [float(total) / len(x) for total in losses]

@@ -87,11 +87,12 @@ H1 map at a time (12.8 KB, in the first-level cache), and H2's gradient goes str
 its update without being stored.
 
 A group short of 8 networks fills its other lanes with dummies (zero weights and steps), which
-cost as much as real ones; the replicas are split into as few groups as possible, as evenly as
-possible (10 networks: two groups of 5, one per core). A group costs about 3.3 single passes
-(:data:`GROUP_COST`), so the engine uses the lanes only where that beats one single pass per
-network per core (:func:`_use_lanes`). The fully connected net keeps the single pass per
-network. Groups, or single passes, run on Python threads (the compiled functions release
+cost as much as real ones. A group costs about 3.3 single passes (:data:`GROUP_COST`), so
+whole groups of 8 go to the lanes, a remainder of fewer than that many networks takes the
+single pass (10 networks on two cores: a group of 8 on one, two single passes on the other),
+a larger one fills one more group (the groups as even as possible), and the lanes are used
+at all only where that beats single passes for every network (:func:`_lane_count`). The
+fully connected net keeps the single pass per network. Groups, or single passes, run on Python threads (the compiled functions release
 the GIL), not in numba's OpenMP parallel loops, whose threads spin after a parallel call
 and slow the single-threaded work that follows.
 """
@@ -1192,11 +1193,11 @@ def _in_parallel(jobs: list[Callable[[], None]], threads: int) -> None:
             future.result()
 
 
-def _run_singles(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
+def _single_jobs(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
                  steps: list[np.ndarray], nets: list[_Net], losses: np.ndarray,
-                 threads: int) -> None:
-    """Each replica (stacked in ``params`` and ``steps``, replica first) through the single
-    network's pass, as FastEngine runs it; the replicas spread over ``threads`` threads."""
+                 replicas: range) -> list[Callable[[], None]]:
+    """A job for each of ``replicas`` (stacked in ``params`` and ``steps``, replica first):
+    the single network's pass, as FastEngine runs it."""
     def one(r: int) -> None:
         net = nets[r]
         arrays = [p[r] for p in params] + [s[r] for s in steps]
@@ -1207,7 +1208,7 @@ def _run_singles(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
             losses[r] = _fc_pass(images, targets, *arrays,  # type: ignore[call-arg]
                                  net.amp, net.slope)
 
-    _in_parallel([partial(one, r) for r in range(len(nets))], threads)
+    return [partial(one, r) for r in replicas]
 
 
 # What a group of 8 lanes costs, in single-network passes on one core (measured: 3.3-3.5 on
@@ -1216,24 +1217,30 @@ def _run_singles(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
 GROUP_COST = 3.5
 
 
-def _use_lanes(replicas: int, cores: int) -> bool:
-    """Whether LeNet-1 replicas go to the lane kernel: when its groups, spread over the cores,
-    take less time than the single-network passes spread over them."""
-    singles = -(-replicas // cores)
-    groups = -(-_group_count(replicas) // cores)
-    return groups * GROUP_COST < singles
+def _lane_count(replicas: int, cores: int) -> int:
+    """How many of the LeNet-1 replicas go to the lane kernel (the first ones), the rest
+    taking the single pass. Whole groups of 8 always pay; a remainder of fewer networks than a
+    group costs runs alone (10 on two cores: a group of 8 on one, two single passes on the
+    other). All is kept only if its estimated time beats single passes for everyone."""
+    whole = replicas - replicas % LANES
+    lanes = whole if replicas % LANES < GROUP_COST else replicas
+    groups, singles = _group_count(lanes), replicas - lanes
+    mixed = max(-(-groups // cores) * GROUP_COST, (groups * GROUP_COST + singles) / cores)
+    return lanes if lanes and mixed < -(-replicas // cores) else 0
 
 
 def _group_count(replicas: int) -> int:
     return -(-replicas // LANES)
 
 
-def _run_lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
-                     steps: list[np.ndarray], background: np.ndarray, amp: np.ndarray,
-                     slope: np.ndarray, losses: np.ndarray, threads: int) -> None:
-    """Train the LeNet-1 replicas stacked in ``params`` and ``steps`` (replica first, the
-    kernels' layout) in groups of up to 8 lanes; writes the results back into ``params`` and
-    the loss sums into ``losses``. The replicas are split into groups as evenly as possible
+def _lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
+                 steps: list[np.ndarray], background: np.ndarray, amp: np.ndarray,
+                 slope: np.ndarray, losses: np.ndarray
+                 ) -> tuple[list[Callable[[], None]], Callable[[], None]]:
+    """Jobs that train the LeNet-1 replicas stacked in ``params`` and ``steps`` (replica
+    first, the kernels' layout) in groups of up to 8 lanes, one job a group, and a function
+    to call once they are done: it writes the results back into ``params`` and the loss sums
+    into ``losses``. The replicas are split into groups as evenly as possible
     (10 on two groups: 5 and 5), the rest of each group's lanes dummies: zero weights and
     steps, units of slope and amplitude 1."""
     replicas = len(amp)
@@ -1264,15 +1271,17 @@ def _run_lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.nd
                       *[a[g] for a in lane_params], *[s[g] for s in lane_steps],
                       *[c[g] for c in lane_constants], lane_losses[g])
 
-    _in_parallel([partial(group, g) for g in range(len(groups))], threads)
-    for g, members in enumerate(groups):
-        for stack, lanes, name in zip(params, lane_params, LENET1_NAMES):
-            values = np.moveaxis(lanes[g, ..., :len(members)], -1, 0)
-            if name in TRANSPOSED:
-                stack[members, :, :MAPS] = values
-            else:
-                stack[members] = values
-        losses[members] = lane_losses[g, :len(members)]
+    def finish() -> None:
+        for g, members in enumerate(groups):
+            for stack, lanes, name in zip(params, lane_params, LENET1_NAMES):
+                values = np.moveaxis(lanes[g, ..., :len(members)], -1, 0)
+                if name in TRANSPOSED:
+                    stack[members, :, :MAPS] = values
+                else:
+                    stack[members] = values
+            losses[members] = lane_losses[g, :len(members)]
+
+    return [partial(group, g) for g in range(len(groups))], finish
 
 
 class ReplicaEngine:
@@ -1319,13 +1328,19 @@ class ReplicaEngine:
         slope = np.array([net.slope for net in nets], np.float32)
         losses = np.zeros(len(nets), np.float64)
         cores = min(self.threads or _max_threads(), _max_threads())
-        if first.is_lenet1 and _use_lanes(len(nets), cores):
-            # Eight networks to a vector: one thread per group of lanes.
+        lanes = _lane_count(len(nets), cores) if first.is_lenet1 else 0
+        jobs: list[Callable[[], None]] = []
+        finish: Callable[[], None] | None = None
+        if lanes:
+            # Eight networks to a vector; the groups' jobs first, as they are the longest.
             background = np.array([net.background for net in nets], np.float32)
-            _run_lane_groups(x, t, params, steps, background, amp, slope, losses,
-                             min(cores, _group_count(len(nets))))
-        else:
-            _run_singles(x, t, params, steps, nets, losses, min(cores, len(nets)))
+            jobs, finish = _lane_groups(x, t, [p[:lanes] for p in params],
+                                        [s[:lanes] for s in steps], background[:lanes],
+                                        amp[:lanes], slope[:lanes], losses[:lanes])
+        jobs += _single_jobs(x, t, params, steps, nets, losses, range(lanes, len(nets)))
+        _in_parallel(jobs, cores)
+        if finish is not None:
+            finish()
         for index, net in enumerate(nets):
             net.write_back([array[index] for array in params])
         self.last_losses = [float(total) / len(x) for total in losses]

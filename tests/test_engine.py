@@ -219,14 +219,14 @@ def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count
     from lenet1 import engine as engine_module
 
     calls: list[int] = []
-    run_groups = engine_module._run_lane_groups
+    run_groups = engine_module._lane_groups
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(len(args[5]))   # the amplitudes: one per replica
         return run_groups(*args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "_use_lanes", lambda replicas, cores: True)
-    monkeypatch.setattr(engine_module, "_run_lane_groups", spy)
+    monkeypatch.setattr(engine_module, "_lane_count", lambda replicas, cores: replicas)
+    monkeypatch.setattr(engine_module, "_lane_groups", spy)
     together, steps = _mixed_lenet1s(count, seed=20 + count)
     alone = _copies(together)
     x, t = patterns.images[:120], patterns.targets[:120]
@@ -254,17 +254,20 @@ def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):
     from lenet1 import engine as engine_module
 
     calls: list[int] = []
-    run_groups = engine_module._run_lane_groups
-    monkeypatch.setattr(engine_module, "_run_lane_groups",
+    run_groups = engine_module._lane_groups
+    monkeypatch.setattr(engine_module, "_lane_groups",
                         lambda *args: calls.append(len(args[5])) or run_groups(*args))
-    together, steps = _mixed_lenet1s(5, seed=40)
+    together, steps = _mixed_lenet1s(10, seed=40)
     alone = _copies(together)
     x, t = patterns.images[:50], patterns.targets[:50]
-    ReplicaEngine(threads=1).train_pass(together, x, t, steps)
+    ReplicaEngine(threads=2).train_pass(together, x, t, steps)     # 8 in lanes, 2 alone
+    ReplicaEngine(threads=1).train_pass(together[:5], x, t, steps[:5])
     ReplicaEngine(threads=2).train_pass(together[:2], x, t, steps[:2])
-    assert calls == [5]
-    assert not engine_module._use_lanes(3, 2) and engine_module._use_lanes(10, 2)
+    assert calls == [8, 5]
+    assert [engine_module._lane_count(r, 2) for r in (1, 3, 8, 10, 11, 12)] == [0, 0, 8, 8, 8, 12]
     for model, step in zip(alone, steps):
+        FastEngine().train_pass(model, x, t, step)
+    for model, step in zip(alone[:5], steps[:5]):
         FastEngine().train_pass(model, x, t, step)
     for model, step in zip(alone[:2], steps[:2]):
         FastEngine().train_pass(model, x, t, step)

@@ -12,6 +12,7 @@ full-mode outputs. Finally the pair is re-synced so both files carry the same in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,13 @@ def refresh(markdown: Path, timeout: int = 600) -> None:
             cell.execution_count = None
         cell.metadata.pop("execution", None)
     notebook.metadata.pop("widgets", None)
+    # Cell ids from the cells' text (jupytext draws random ones), so that a refresh changes only
+    # the cells whose text changed.
+    seen: set[str] = set()
+    for index, cell in enumerate(notebook.cells):
+        cell_id = hashlib.sha256(cell.source.encode()).hexdigest()[:8]
+        cell.id = cell_id if cell_id not in seen else f"{cell_id}-{index}"
+        seen.add(cell.id)
     target = markdown.with_suffix(".ipynb")
     nbformat.write(notebook, target)
     # Write the .md back from the same notebook object so that the pair is in sync.

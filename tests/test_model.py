@@ -61,13 +61,14 @@ def test_bad_tables_are_refused():
         LeNet1(empty)
 
 
+@torch.no_grad()
 def test_init_ranges_follow_the_fan_in():
     torch.manual_seed(0)
     model = LeNet1(init="fan_in")
-    assert float(model.h1_weight.detach().abs().max()) <= 2.4 / 25
+    assert float(model.h1_weight.abs().max()) <= 2.4 / 25
     assert float(model.h2_weight.abs().max()) <= 2.4 / 200
     assert float(model.h3_weight.abs().max()) <= 2.4 / 192
-    assert float(model.h1_weight.detach().abs().max()) > 0.9 * 2.4 / 25  # the range is used
+    assert float(model.h1_weight.abs().max()) > 0.9 * 2.4 / 25  # the range is used
     sqrt = LeNet1(init="sqrt_fan_in")
     assert float(sqrt.h2_weight.abs().max()) > 2.4 / 200
     assert all(float(b.abs().max()) == 0 for b in (model.h1_bias, model.h2_bias,
@@ -78,14 +79,14 @@ def test_disconnected_weights_are_zero_and_stay_zero_through_training():
     torch.manual_seed(0)
     model = LeNet1()
     off = ~model.table
-    assert float(model.h2_weight[off].abs().max()) == 0.0
+    assert float(model.h2_weight.detach()[off].abs().max()) == 0.0
     images = torch.rand(20, 1, 16, 16) * 2 - 1
     targets = -torch.ones(20, 10)
     targets[torch.arange(20), torch.arange(20) % 10] = 1
     ReferenceEngine().train_pass(model, images, targets, SGD(0.1).step_sizes(model, None, 1))
-    assert float(model.h2_weight[off].abs().max()) == 0.0
-    assert float(model.h2_weight[model.table].abs().min()) >= 0.0
-    assert float((model.h2_weight[model.table] != 0).float().mean()) > 0.99
+    trained = model.h2_weight.detach()
+    assert float(trained[off].abs().max()) == 0.0
+    assert float((trained[model.table] != 0).float().mean()) > 0.99
 
 
 def test_padding_is_the_virtual_background():
@@ -140,9 +141,9 @@ def test_finite_difference_gradient(kind, monkeypatch):
         for index in picks.tolist():
             saved = float(flat[index])
             flat[index] = saved + 1e-6
-            up = float(loss())
+            up = loss().item()
             flat[index] = saved - 1e-6
-            down = float(loss())
+            down = loss().item()
             flat[index] = saved
             numeric = (up - down) / 2e-6
             assert numeric == pytest.approx(float(grad.view(-1)[index]), rel=1e-4, abs=1e-9), name

@@ -386,8 +386,9 @@ def test_fast_engine_agrees_with_the_reference_under_sdlm(kind):
     before = {name: p.detach().clone() for name, p in reference.named_parameters()}
     ReferenceEngine().train_pass(reference, train.images, train.targets, steps)
     engine.FastEngine().train_pass(fast, train.images, train.targets, steps)
-    fast_params = dict(fast.named_parameters())
+    fast_params = {name: p.detach() for name, p in fast.named_parameters()}
     for name, param in reference.named_parameters():
+        param = param.detach()
         moved = float((param - before[name]).abs().max())
         difference = float((fast_params[name] - param).abs().max())
         assert difference <= 1e-3 * max(moved, 1e-6) + 1e-6, \

@@ -84,17 +84,20 @@ unit constants (A, S, A S) and background are lane vectors too, so units, connec
 differ across the lanes. The input image is the same for every lane and is kept once,
 broadcast into the products that use it. H2's unfolded input and its error are built one
 H1 map at a time (12.8 KB, in the first-level cache), and H2's gradient goes straight into
-its update without being stored.
+its update without being stored. H2's blocks of 4 output maps that no lane's table connects
+to an H1 map are skipped (:func:`_live_blocks`): with the block table in every lane, a third of
+H2's products, which are most of the arithmetic.
 
 A group short of 8 networks fills its other lanes with dummies (zero weights and steps), which
-cost as much as real ones. A group costs about 3.3 single passes (:data:`GROUP_COST`), so
+cost as much as real ones. A group costs about 2.8 single passes (:data:`GROUP_COST`), so
 whole groups of 8 go to the lanes, a remainder of fewer than that many networks takes the
 single pass (10 networks on two cores: a group of 8 on one, two single passes on the other),
 a larger one fills one more group (the groups as even as possible), and the lanes are used
 at all only where that beats single passes for every network (:func:`_lane_count`). The
-fully connected net keeps the single pass per network. Groups, or single passes, run on Python threads (the compiled functions release
-the GIL), not in numba's OpenMP parallel loops, whose threads spin after a parallel call
-and slow the single-threaded work that follows.
+fully connected net keeps the single pass per network. Groups, or single passes, run on
+Python threads (the compiled functions release the GIL), not in numba's OpenMP parallel
+loops, whose threads spin after a parallel call and slow the single-threaded work that
+follows.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ from .model import (
     ShapeError,
     check_images,
 )
-from .train import History, PassRecord, StepRule, evaluate
+from .train import History, PassRecord, StepRule, evaluate, torch_threads
 
 __all__ = ["FastEngine", "ReplicaEngine", "fast_tanh", "train_replicas"]
 
@@ -607,6 +610,7 @@ def _fc_pass(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np.nda
 # hold; a group short of LANES networks fills the rest with dummy lanes (zero weights and steps).
 
 LANES = 8                     # floats in one AVX2 vector: networks per group
+QUAD = 4                      # H2 maps per block skipped when absent from every lane
 _LVEC = ir.VectorType(ir.FloatType(), LANES)
 ROW4 = H2SIDE * LANES         # a row of 4 H2 units, every lane
 H2FLAT_BLOCKS = H2FLAT // VECTOR
@@ -788,6 +792,23 @@ def _lanes_unfold(p2: np.ndarray, x1ph: np.ndarray, m: int) -> None:
 
 
 @_jit
+def _live_blocks(w2: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """(H1 map, block of 4 H2 maps): whether any weight or step of the block is nonzero in
+    any lane of ``w2``, ``s2`` (300, 12, 8). A block that is zero in every lane (absent from
+    every lane's table) adds only products ``0 * x`` forward and backward and moves by
+    ``0 * g``, so the lane kernel skips it: the same numbers while they are finite (with
+    the block table, a third of H2's arithmetic)."""
+    live = np.zeros((MAPS, MAPS // QUAD), np.bool_)
+    for m in range(MAPS):
+        for r in range(K):
+            for o in range(MAPS):
+                for lane in range(w2.shape[2]):
+                    if w2[m * K + r, o, lane] != ZERO or s2[m * K + r, o, lane] != ZERO:
+                        live[m, o // QUAD] = True
+    return live
+
+
+@_jit
 def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                   w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
                   w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
@@ -846,6 +867,7 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
     w2f, s2f, b2f, sb2f = w2.reshape(-1), s2.reshape(-1), b2.reshape(-1), sb2.reshape(-1)
     w3f, s3f, b3f, sb3f = w3.reshape(-1), s3.reshape(-1), b3.reshape(-1), sb3.reshape(-1)
     w4f, s4f, b4f, sb4f = w4.reshape(-1), s4.reshape(-1), b4.reshape(-1), sb4.reshape(-1)
+    live = _live_blocks(w2, s2)
 
     for pattern in range(n):
         image = images[pattern]
@@ -880,6 +902,8 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
         for m in range(MAPS):                                  # a2 += w2 p2, rows in order,
             _lanes_unfold(p2, x1ph, m)                         # one H1 map's rows at a time
             for o in range(0, MAPS, 2):
+                if not live[m, o // QUAD]:
+                    continue
                 for q in range(0, H2N, 4):
                     _lanes_gemm(a2, (o * H2N + q) * L, H2N * L, L,
                                 w2f, (m * K * MAPS + o) * L, L, 0, MAPS * L,
@@ -943,12 +967,16 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
             ep2[:] = ZERO                                      # all in the first-level cache:
             for r in range(0, K, 5):                           # ep2 = w2^T d2 (old w2)
                 for q in range(H2N):
-                    _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
-                                w2f, (m * K + r) * MAPS * L, MAPS * L, 0, L,
-                                e2, q * L, 0, L, H2N * L, 5, 1, MAPS, 0)
+                    for o in range(0, MAPS, QUAD):
+                        if live[m, o // QUAD]:
+                            _lanes_gemm(ep2, (r * H2N + q) * L, H2N * L, L,
+                                        w2f, ((m * K + r) * MAPS + o) * L, MAPS * L, 0, L,
+                                        e2, (o * H2N + q) * L, 0, L, H2N * L, 5, 1, QUAD, 0)
             _lanes_unfold(p2, x1ph, m)                         # w2 -= s2 (p2 d2^T)
             for r in range(0, K, 5):
                 for o in range(MAPS):
+                    if not live[m, o // QUAD]:
+                        continue
                     _lanes_gemm_step(w2f, s2f, ((m * K + r) * MAPS + o) * L, MAPS * L, L,
                                      p2, r * H2N * L, H2N * L, 0, L,
                                      e2, o * H2N * L, 0, H2N * L, L, 5, 1, H2N, 0)
@@ -1211,10 +1239,11 @@ def _single_jobs(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
     return [partial(one, r) for r in replicas]
 
 
-# What a group of 8 lanes costs, in single-network passes on one core (measured: 3.3-3.5 on
-# an AMD Zen 3 with AVX2; the lanes' arithmetic is the same per network, minus the padding
-# maps, but the single pass is bound by its short loops' overheads, the lanes by arithmetic).
-GROUP_COST = 3.5
+# What a group of 8 lanes costs, in single-network passes on one core (measured on an AMD
+# EPYC with AVX2: 2.7-2.8 with the block table in every lane, whose absent blocks are skipped;
+# about 3.3 when some lane sees all 12 H1 maps). The lanes' arithmetic is the same per network,
+# but the single pass is bound by its short loops' overheads, the lanes by arithmetic.
+GROUP_COST = 2.8
 
 
 def _lane_count(replicas: int, cores: int) -> int:
@@ -1373,13 +1402,24 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
     histories = [History() for _ in models]
     live = list(range(len(models)))
 
+    cores = min(threads or _max_threads(), _max_threads())
+
     def record(pass_index: int) -> None:
+        entries: dict[int, PassRecord] = {}
+
+        def measure(index: int) -> None:
+            entries[index] = PassRecord(pass_index, evaluate(models[index], train),
+                                        evaluate(models[index], test))
+
+        # Evaluating is most of a replica run's time (the training is fast). torch releases
+        # the GIL, so the models are evaluated side by side, each on one thread: the numbers
+        # of a sequential evaluation. The setting is 1 throughout, whichever thread reads it.
+        with torch_threads(1):
+            _in_parallel([partial(measure, index) for index in live], cores)
         for index in live:
-            entry = PassRecord(pass_index, evaluate(models[index], train),
-                               evaluate(models[index], test))
-            histories[index].passes.append(entry)
+            histories[index].passes.append(entries[index])
             if on_pass is not None:
-                on_pass(index, entry)
+                on_pass(index, entries[index])
 
     record(0)
     for pass_index in range(1, passes + 1):

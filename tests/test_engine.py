@@ -248,6 +248,65 @@ def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count
     assert all(_max_difference(a, f) > 1e-3 for a, f in zip(together, fresh))
 
 
+def _lane_stack(models: list[nn.Module], steps: list[dict[str, Tensor]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """H2's kernels and steps of up to 8 LeNet-1s in the lane kernel's layout (300, 12, 8)."""
+    from lenet1 import engine as engine_module
+
+    nets = [engine_module._Net(model, step) for model, step in zip(models, steps)]
+    w2 = np.zeros((300, 12, 8), np.float32)
+    s2 = np.zeros((300, 12, 8), np.float32)
+    for lane, net in enumerate(nets):
+        w2[:, :, lane] = net.arrays[2][:, :12]
+        s2[:, :, lane] = net.steps[2][:, :12]
+    return w2, s2
+
+
+def test_live_blocks_follow_the_union_of_the_lanes_tables():
+    """A block of 4 H2 maps is skipped for an H1 map only when no lane connects them."""
+    from lenet1.engine import _live_blocks
+
+    torch.manual_seed(5)
+    block = [LeNet1() for _ in range(8)]
+    live = _live_blocks(*_lane_stack(block, [_sgd(m) for m in block]))
+    table = connection_table("block").numpy()              # [H2 map, H1 map]
+    expected = np.array([[table[4 * q:4 * q + 4, m].any() for q in range(3)]
+                         for m in range(12)])
+    assert live.tolist() == expected.tolist()
+    assert live.sum() == 24                                 # 2 of 3 blocks per H1 map
+    mixed = block[:7] + [LeNet1(connection_table("full"))]
+    assert _live_blocks(*_lane_stack(mixed, [_sgd(m) for m in mixed])).all()
+    # A lane's absent weights are zero with zero steps; dummy lanes are all zero.
+    assert not _live_blocks(np.zeros((300, 12, 8), np.float32),
+                            np.zeros((300, 12, 8), np.float32)).any()
+
+
+def test_lane_kernel_skipping_absent_blocks_keeps_fast_engines_numbers(patterns, monkeypatch):
+    """Eight networks on the block table (a third of H2 skipped), with different units,
+    backgrounds and step rules, land exactly on FastEngine's weights and losses."""
+    from lenet1 import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_lane_count", lambda replicas, cores: replicas)
+    torch.manual_seed(6)
+    together = [LeNet1(unit=_LANE_UNITS[i % 3], h2_background=_LANE_BACKGROUNDS[i % 5])
+                for i in range(8)]
+    steps = [_per_weight_steps(m, 30 + i, top=0.04) if i % 2 else _sgd(m)
+             for i, m in enumerate(together)]
+    alone = _copies(together)
+    x, t = patterns.images[:120], patterns.targets[:120]
+    engine = ReplicaEngine(threads=1)
+    for _ in range(2):
+        engine.train_pass(together, x, t, steps)
+        expected = []
+        for model, step in zip(alone, steps):
+            single = FastEngine()
+            single.train_pass(model, x, t, step)
+            expected.append(single.last_loss)
+        assert engine.last_losses == expected
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
 def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):
     """Enough LeNet-1s per core go to the lane kernel unasked, with FastEngine's numbers;
     one per core keeps the single-network pass."""
@@ -264,7 +323,7 @@ def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):
     ReplicaEngine(threads=1).train_pass(together[:5], x, t, steps[:5])
     ReplicaEngine(threads=2).train_pass(together[:2], x, t, steps[:2])
     assert calls == [8, 5]
-    assert [engine_module._lane_count(r, 2) for r in (1, 3, 8, 10, 11, 12)] == [0, 0, 8, 8, 8, 12]
+    assert [engine_module._lane_count(r, 2) for r in (1, 3, 8, 10, 11, 12)] == [0, 0, 8, 8, 11, 12]
     for model, step in zip(alone, steps):
         FastEngine().train_pass(model, x, t, step)
     for model, step in zip(alone[:5], steps[:5]):

@@ -212,6 +212,25 @@ def _mixed_lenet1s(count: int, seed: int) -> tuple[list[nn.Module], list[dict[st
     return models, steps
 
 
+def _assert_replicas_match_fast_engine(engine: ReplicaEngine, together: list[nn.Module],
+                                       steps: list[dict[str, Tensor]], patterns: Digits,
+                                       passes: int) -> None:
+    """Train ``together`` with ``engine`` and copies of them alone with FastEngine on the
+    first 120 patterns: the same losses every pass and the same weights, bit for bit."""
+    alone = _copies(together)
+    x, t = patterns.images[:120], patterns.targets[:120]
+    for _ in range(passes):
+        engine.train_pass(together, x, t, steps)
+        expected: list[float | None] = []
+        for model, step in zip(alone, steps):
+            single = FastEngine()
+            single.train_pass(model, x, t, step)
+            expected.append(single.last_loss)
+        assert engine.last_losses == expected
+    for a, b in zip(together, alone):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
 @pytest.mark.parametrize("count", [1, 3, 10, 11])
 def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count):
     """Every replica, in any company and any group size, lands exactly on FastEngine's
@@ -228,21 +247,8 @@ def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count
     monkeypatch.setattr(engine_module, "_lane_count", lambda replicas, cores: replicas)
     monkeypatch.setattr(engine_module, "_lane_groups", spy)
     together, steps = _mixed_lenet1s(count, seed=20 + count)
-    alone = _copies(together)
-    x, t = patterns.images[:120], patterns.targets[:120]
-    engine = ReplicaEngine()
-    expected_losses: list[float | None] = []
-    for _ in range(3):
-        engine.train_pass(together, x, t, steps)
-        expected_losses = []
-        for model, step in zip(alone, steps):
-            single = FastEngine()
-            single.train_pass(model, x, t, step)
-            expected_losses.append(single.last_loss)
-        assert engine.last_losses == expected_losses
+    _assert_replicas_match_fast_engine(ReplicaEngine(), together, steps, patterns, passes=3)
     assert calls == [count] * 3
-    for a, b in zip(together, alone):
-        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     # The comparison can fail: training moved every replica.
     fresh, _ = _mixed_lenet1s(count, seed=20 + count)
     assert all(_max_difference(a, f) > 1e-3 for a, f in zip(together, fresh))
@@ -292,19 +298,8 @@ def test_lane_kernel_skipping_absent_blocks_keeps_fast_engines_numbers(patterns,
                 for i in range(8)]
     steps = [_per_weight_steps(m, 30 + i, top=0.04) if i % 2 else _sgd(m)
              for i, m in enumerate(together)]
-    alone = _copies(together)
-    x, t = patterns.images[:120], patterns.targets[:120]
-    engine = ReplicaEngine(threads=1)
-    for _ in range(2):
-        engine.train_pass(together, x, t, steps)
-        expected = []
-        for model, step in zip(alone, steps):
-            single = FastEngine()
-            single.train_pass(model, x, t, step)
-            expected.append(single.last_loss)
-        assert engine.last_losses == expected
-    for a, b in zip(together, alone):
-        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    _assert_replicas_match_fast_engine(ReplicaEngine(threads=1), together, steps, patterns,
+                                       passes=2)
 
 
 def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import BACKGROUND, check_images
+from .nets import BACKGROUND, check_images
 
 SIZE = 16
 

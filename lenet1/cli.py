@@ -12,18 +12,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from .accounting import architecture, format_architecture
 from .data import SOURCES, DataError
-from .model import (
-    BACKGROUND,
-    BIAS_INITS,
-    INITS,
-    UNITS,
-    ShapeError,
-    architecture,
-    build_model,
-    format_architecture,
-)
-from .runs import (
+from .experiments.archive import ArchiveError
+from .experiments.runs import (
     ENGINES,
     MODELS,
     OPTIMIZERS,
@@ -34,7 +26,8 @@ from .runs import (
     load_run,
     train_run,
 )
-from .train import evaluate, format_record
+from .nets import BACKGROUND, BIAS_INITS, INITS, UNITS, ShapeError, build_model
+from .train.online import evaluate, format_record
 
 EXIT_USAGE = 2
 
@@ -70,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = RunConfig()
     train.add_argument("--data", choices=SOURCES, default=defaults.data)
     train.add_argument("--data-root", default=None,
-                       help="folder holding the data (default: $LENET1_DATA, else ./data)")
+                       help="folder holding the data (default: $LENET1_DATA, else data/ of the "
+                            "project checkout, else ~/.cache/lenet1/data)")
     train.add_argument("--model", choices=MODELS, default=defaults.model)
     train.add_argument("--unit", choices=UNITS, default=defaults.unit)
     train.add_argument("--init", choices=INITS, default=defaults.init)
@@ -92,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=defaults.curvature_patterns,
                        help="SDLM: patterns the curvature is averaged over before each pass")
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--engine", choices=ENGINES, default=defaults.engine)
+    train.add_argument("--engine", choices=ENGINES, default="fast",
+                       help="fast: the compiled engine (default); reference: the autograd loop, "
+                            "the same arithmetic about 40 times slower")
     train.add_argument("--holdout", type=float, default=defaults.holdout,
                        help="hold out this fraction of the training digits and report them "
                             "instead of the test set (for calibration)")
@@ -113,13 +109,52 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true",
                        help="a smoke test: a couple of passes and seeds (as LENET1_QUICK=1)")
     study.add_argument("--runs", default=None,
-                       help="where run folders are saved (default: $LENET1_RUNS, else runs/ in the project)")
+                       help="where trained runs are cached (default: $LENET1_RUNS, else runs/ of "
+                            "the project checkout, else ~/.cache/lenet1/runs)")
     study.add_argument("--data-root", default=None)
     study.add_argument("--out", type=Path, default=None,
                        help="paper: also write the summary, tables (CSV) and figures (PNG) here")
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
+
+    runs = commands.add_parser(
+        "runs", help="the archive of trained runs: pack, fetch, verify",
+        description="The book's trained runs as one archive, named by the code key of the run "
+                    "cache: pack the runs this code made, fetch them (checked against their "
+                    "SHA-256 manifest before anything is unpacked), verify a runs folder.")
+    actions = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    pack = actions.add_parser("pack", help="write the archive of this code's runs into DIR")
+    pack.add_argument("out", type=Path, metavar="DIR")
+    fetch = actions.add_parser("fetch", help="download an archive into the runs folder")
+    fetch.add_argument("url", nargs="?", default=None,
+                       help="the archive, or the folder that holds it (default: "
+                            "$LENET1_RUNS_URL, else the published site of the repository in "
+                            "_config.yml)")
+    fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    actions.add_parser("verify", help="check the runs folder against its manifest")
+    for action in (pack, fetch, actions.choices["verify"]):
+        action.add_argument("--runs", default=None,
+                            help="the runs folder (default: $LENET1_RUNS, else runs/ of the "
+                                 "project checkout, else ~/.cache/lenet1/runs)")
     return parser
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from .data import workspace
+    from .experiments import archive, cache
+
+    root = cache.runs_root(args.runs)
+    if args.action == "pack":
+        folders = [str(p) for p in cache.entries(root)]
+        path = archive.pack(root, args.out, cache.code_key(), folders)
+        print(f"{path}: {len(folders)} runs, {path.stat().st_size / 1e6:.1f} MB")
+    elif args.action == "fetch":
+        url = args.url or archive.default_url(workspace() / "_config.yml")
+        added = archive.fetch(url, root, cache.code_key(),
+                              progress=not args.no_progress and sys.stderr.isatty())
+        print(f"{added} runs added to {root}")
+    else:
+        print(f"{archive.verify(root)} files in {root} match their manifest")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -130,6 +165,11 @@ def _info(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     config_names = {f.name for f in fields(RunConfig)}
     config = RunConfig(**{k: v for k, v in vars(args).items() if k in config_names})
+    try:  # before training, not after: a run folder that cannot be made is known at once
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create the run folder {args.out}: "
+                       f"{error.strerror or error}") from None
     print(f"training {config.model} on {config.data} for {config.passes} passes "
           f"({config.optimizer}, lr {config.lr}, seed {config.seed}, {config.engine} engine)",
           flush=True)
@@ -157,15 +197,16 @@ def _study(args: argparse.Namespace) -> None:
     if args.which == "paper":
         if args.seeds is not None:
             raise ValueError("--seeds is for the modern study; the paper study's seeds are "
-                             "its plan's (lenet1.paper_study.FULL)")
-        from .paper_study import run_all
+                             "its plan's (lenet1.experiments.paper.FULL)")
+        from .report.paper import run_and_report
 
-        run_all(quick=args.quick, root=args.runs, data_root=args.data_root, out=args.out,
-                progress=lambda message: print(message, flush=True))
+        run_and_report(quick=args.quick, root=args.runs, data_root=args.data_root, out=args.out,
+                       progress=lambda message: print(message, flush=True))
         return
     if args.out is not None:
         raise ValueError("--out is for the paper study; the modern study prints its tables")
-    from .modern_study import SEEDS, report, run_study
+    from .experiments.modern import SEEDS, run_study
+    from .report.modern import report
 
     study = run_study(args.seeds or SEEDS, args.quick, root=args.runs, data_root=args.data_root,
                       log=lambda message: print(message, flush=True))
@@ -176,9 +217,10 @@ def _study(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"info": _info, "train": _train, "evaluate": _evaluate,
-         "study": _study}[args.command](args)
-    except (DataError, RunError, ShapeError, ValueError, FloatingPointError) as error:
+        {"info": _info, "train": _train, "evaluate": _evaluate, "study": _study,
+         "runs": _runs}[args.command](args)
+    except (DataError, RunError, ShapeError, ValueError, FloatingPointError,
+            ArchiveError) as error:
         print(f"python -m lenet1 {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

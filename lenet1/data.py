@@ -92,17 +92,28 @@ def place_code(labels: Tensor) -> Tensor:
     return targets
 
 
-def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+def workspace(start: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``data/`` and ``runs/`` go by default: the checkout of this project that holds
+    the working directory (the first folder upwards from ``start`` with the book's
+    ``_config.yml`` beside a ``lenet1`` folder, as when a chapter runs in ``notebooks/``),
+    else the user's cache folder (``$XDG_CACHE_HOME/lenet1``, ``~/.cache/lenet1``), as for a
+    package installed from an index and used anywhere."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "lenet1").is_dir():
+            return folder
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "lenet1"
 
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The folder the data lives in: ``root``, else ``$LENET1_DATA``, else ``<project>/data``."""
+    """The folder the data lives in: ``root``, else ``$LENET1_DATA``, else ``data/`` of the
+    :func:`workspace`."""
     if root is not None:
         return Path(root)
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    return project_root() / "data"
+    return workspace() / "data"
 
 
 def sha256_of(path: Path) -> str:

@@ -31,6 +31,17 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def random_images(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 1, 16, 16) grey levels uniform in [-1, 1], from their own generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+
+
+def random_digits(n: int, seed: int = 0) -> Digits:
+    """Random images with the labels 0, 1, ..., 9, 0, ...: the arithmetic does not care."""
+    return Digits(random_images(n, seed), torch.arange(n) % 10)
+
+
 def toy_digits(n: int, seed: int, noise: float = 0.3) -> Digits:
     """Ten fixed random templates plus noise: learnable, so a loss can be seen to fall."""
     templates = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(99)) * 2 - 1

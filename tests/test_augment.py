@@ -4,12 +4,9 @@ import pytest
 import torch
 
 from lenet1.augment import Augmentation, affine, random_affine, random_translate, translate
-from lenet1.model import ShapeError
+from lenet1.nets import ShapeError
 
-
-def _images(n: int, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+from .conftest import random_images
 
 
 def _reference_translate(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -23,7 +20,7 @@ def _reference_translate(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def test_translation_moves_content_exactly_and_fills_with_background():
-    images = _images(7)
+    images = random_images(7)
     shifts = [(0, 0), (1, 0), (0, -1), (3, -2), (-4, 5), (15, 0), (-16, 16)]
     dx = torch.tensor([s[0] for s in shifts])
     dy = torch.tensor([s[1] for s in shifts])
@@ -39,12 +36,12 @@ def test_nothing_wraps_round():
     assert float(right.max()) == -1.0  # pushed out, not wrapped to column 0
     left = translate(image, -1, 0)
     assert torch.equal(left[0, 0, :, 14], torch.ones(16)) and float(left[0, 0, :, 15].max()) == -1
-    down = translate(_images(1), 0, 2)
+    down = translate(random_images(1), 0, 2)
     assert float(down[0, 0, :2].max()) == -1.0 == float(down[0, 0, :2].min())
 
 
 def test_zero_shift_is_the_identity():
-    images = _images(5)
+    images = random_images(5)
     assert torch.equal(translate(images, 0, 0), images)
     assert torch.equal(random_translate(images, 0, torch.Generator().manual_seed(1)), images)
     assert translate(images[:0], 1, 1).shape == (0, 1, 16, 16)
@@ -67,7 +64,7 @@ def test_random_shifts_are_per_image_bounded_and_reproducible():
 
 
 def test_affine_identity_rotation_and_background():
-    images = _images(4)
+    images = random_images(4)
     assert torch.allclose(affine(images, 0.0, 1.0), images, atol=1e-5)
     dot = -torch.ones(1, 1, 16, 16)
     dot[0, 0, 7, 12] = 1.0  # 4.5 px right of the centre (7.5, 7.5), 0.5 px above
@@ -82,7 +79,7 @@ def test_affine_identity_rotation_and_background():
 
 
 def test_augmentation_combines_and_is_reproducible():
-    images = _images(16)
+    images = random_images(16)
     assert not Augmentation().active
     assert torch.equal(Augmentation()(images, torch.Generator()), images)
     both = Augmentation(translate=1, rotate=10.0, scale=0.1)
@@ -107,7 +104,7 @@ def test_augmentation_combines_and_is_reproducible():
 ])
 def test_bad_arguments_raise_value_errors(call):
     with pytest.raises(ValueError):
-        call(_images(3))
+        call(random_images(3))
 
 
 def test_bad_images_and_generators_are_refused():
@@ -116,4 +113,4 @@ def test_bad_images_and_generators_are_refused():
     with pytest.raises(ShapeError):
         translate(torch.full((1, 1, 16, 16), 2.0), 1, 1)
     with pytest.raises(TypeError, match="Generator"):
-        random_translate(_images(2), 1, 0)  # type: ignore[arg-type]
+        random_translate(random_images(2), 1, 0)  # type: ignore[arg-type]

@@ -62,12 +62,29 @@ def test_study_options_that_do_not_apply_exit_2(argv, capsys):
 
 def test_study_passes_its_options_through(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr("lenet1.paper_study.run_all", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr("lenet1.report.paper.run_and_report",
+                        lambda **kwargs: calls.append(kwargs))
     assert main(["study", "paper", "--quick", "--runs", str(tmp_path), "--data-root", "d",
                  "--out", str(tmp_path / "out")]) == 0
     (kwargs,) = calls
     assert kwargs["quick"] is True and kwargs["root"] == str(tmp_path)
     assert kwargs["data_root"] == "d" and kwargs["out"] == tmp_path / "out"
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line_and_exit_2(capsys):
+    assert main(["train", "--passes", "0", "--out", "/proc/x/y"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "cannot create the run folder /proc/x/y" in err
+
+
+def test_train_uses_the_fast_engine_unless_told(monkeypatch, tmp_path, capsys):
+    engines = []
+    monkeypatch.setattr("lenet1.cli.train_run",
+                        lambda config, **kwargs: engines.append(config.engine))
+    assert main(["train", "--passes", "0", "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", "--passes", "0", "--engine", "reference",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert engines == ["fast", "reference"]
 
 
 def test_bad_table_name(capsys):
@@ -84,3 +101,20 @@ def test_train_then_evaluate_in_a_subprocess(tmp_path):
                                capture_output=True, text=True, check=True)
     final_line = [line for line in trained.stdout.splitlines() if line.startswith("pass")][-1]
     assert final_line in evaluated.stdout
+
+
+@requires_data
+def test_evaluate_warns_when_the_weights_do_not_give_the_recorded_misses(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "run"
+    assert main(["train", "--passes", "1", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    weights = load_file(str(out / "weights.safetensors"))
+    weights["out_bias"][0] += 100.0  # every digit now reads as a 0
+    save_file(weights, str(out / "weights.safetensors"))
+    assert main(["evaluate", str(out)]) == 0
+    assert "warning: the reloaded weights do not give the recorded misses" in \
+        capsys.readouterr().err

@@ -44,7 +44,19 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert data.data_root(tmp_path / "arg") == tmp_path / "arg"
     assert data.data_root() == tmp_path / "env"
     monkeypatch.delenv("LENET1_DATA")
-    assert data.data_root() == data.project_root() / "data"
+    assert data.data_root() == data.workspace() / "data"
+
+
+def test_workspace_is_the_checkout_or_the_user_cache(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "lenet1").mkdir(parents=True)
+    (checkout / "_config.yml").write_text("title: x\n")
+    (checkout / "notebooks").mkdir()
+    assert data.workspace(checkout / "notebooks") == checkout  # a chapter runs in notebooks/
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.workspace(elsewhere) == tmp_path / "cache" / "lenet1"  # an installed package
 
 
 def _write_esl(path: Path, rows: int, seed: int = 0) -> None:

@@ -1,20 +1,28 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from torch import nn
 
-from lenet1.model import (
+from lenet1.accounting import architecture, free_parameters
+from lenet1.facts import FREE_PARAMETERS
+from lenet1.nets import (
+    MODERN_INITS,
+    MODERN_UNITS,
+    OUTPUTS,
     FullyConnected40,
     LeNet1,
+    ModernLeNet1,
     ShapeError,
-    architecture,
     block_table,
     build_model,
     connection_table,
     full_table,
     random_table,
 )
-from lenet1.train import SGD, ReferenceEngine
+from lenet1.train.online import SGD, ReferenceEngine
 
 PAPER = {"H1": (768, 19968, 1068), "H2": (192, 38592, 2592), "H3": (30, 5790, 5790),
          "output": (10, 310, 310), "total": (1256, 64660, 9760)}
@@ -27,11 +35,27 @@ def test_architecture_matches_the_papers_table():
         assert rows[layer] == expected, layer
 
 
-def test_free_parameters_equal_the_trainable_nonzero_structure():
-    model = LeNet1()
-    free = sum(p.numel() for name, p in model.named_parameters() if name != "h2_weight")
-    free += int(model.h2_mask.sum()) * 25
-    assert free == architecture(model)[-1].free_parameters == 9760
+def _networks_of_lenet1s_topology() -> list[tuple[str, nn.Module]]:
+    """LeNet-1, every option of ModernLeNet1, and the network of every modern recipe."""
+    from lenet1.experiments.modern import STEPS, recipes
+
+    nets: list[tuple[str, nn.Module]] = [("LeNet1", LeNet1())]
+    for unit, init, output, dropout in itertools.product(MODERN_UNITS, MODERN_INITS,
+                                                         OUTPUTS, (0.0, 0.5)):
+        nets.append((f"Modern {unit} {init} {output} {dropout}",
+                     ModernLeNet1(unit=unit, init=init, output=output, dropout=dropout, seed=0)))
+    chosen = {s.name: s.choices[-1] for s in STEPS if s.choices}
+    nets += [(f"recipe {i}", r.network()) for i, r in enumerate(recipes() + recipes(chosen=chosen))]
+    return nets
+
+
+def test_every_network_of_the_topology_has_the_papers_free_parameters():
+    """The one check of the paper's 9,760, counted two ways for every network that claims it."""
+    for name, model in _networks_of_lenet1s_topology():
+        free = sum(p.numel() for n, p in model.named_parameters() if n != "h2_weight")
+        free += int(model.h2_mask.sum()) * 25
+        assert free == free_parameters(model) == architecture(model)[-1].free_parameters \
+            == FREE_PARAMETERS, name
 
 
 def test_baseline_has_10690_connections():
@@ -122,7 +146,7 @@ def test_units(unit):
 @pytest.mark.parametrize("kind", ["lenet1", "fc40"])
 def test_finite_difference_gradient(kind, monkeypatch):
     # Central differences need float64; the input check insists on float32 for real use.
-    monkeypatch.setattr("lenet1.model.check_images", lambda images: images)
+    monkeypatch.setattr("lenet1.nets.check_images", lambda images: images)
     torch.manual_seed(1)
     model = build_model(kind).double()
     x = (torch.rand(3, 1, 16, 16, dtype=torch.float64) * 2 - 1)

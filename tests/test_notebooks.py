@@ -12,6 +12,8 @@ jupytext = pytest.importorskip("jupytext")
 nbformat = pytest.importorskip("nbformat")
 yaml = pytest.importorskip("yaml")
 
+from .conftest import random_digits  # noqa: E402  (after the optional imports)
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.md"))
@@ -118,15 +120,13 @@ def test_plots_draw() -> None:
     import torch
     from matplotlib.figure import Figure
 
-    from lenet1 import plots
-    from lenet1.model import LeNet1
+    from lenet1.nets import LeNet1
     from lenet1.rejection import rejection_curve
-    from lenet1.train import History, Metrics, PassRecord
+    from lenet1.report import plots
+    from lenet1.train.online import History, Metrics, PassRecord
 
     plots.style()
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(30, 1, 16, 16, generator=generator) * 2 - 1
-    labels = torch.arange(30) % 10
+    images, labels = random_digits(30, 0).images, random_digits(30, 0).labels
     model = LeNet1()
     with torch.no_grad():
         states = {name: state[0] for name, state in model.layers(images[:1]).items()}

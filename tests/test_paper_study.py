@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet1 import paper_study as ps
-from lenet1.model import FullyConnected40, LeNet1
+from lenet1.experiments import paper as ps
+from lenet1.experiments.runs import Run, RunConfig, make_model
+from lenet1.nets import FullyConnected40, LeNet1
 from lenet1.rejection import RejectionPoint
-from lenet1.runs import Run, RunConfig, make_model
-from lenet1.train import History, Metrics, PassRecord
+from lenet1.report import paper as report
+from lenet1.train.online import History, Metrics, PassRecord
 
 from .conftest import requires_data
 
@@ -100,7 +101,7 @@ def test_the_chosen_configuration_trains_on_every_training_digit():
     point = _point(0.1, [0.05], [0.02])
     calibration = ps.Calibration("lenet1", "sgd", [point], point)
     assert calibration.chosen.holdout == 0.0 and calibration.chosen.lr == 0.1
-    table = calibration.table()
+    table = report.calibration_table(calibration)
     assert list(table["chosen"]) == ["<=="]
 
 
@@ -113,7 +114,7 @@ def test_arm_table_reports_mean_std_range_and_the_paper():
             for s, e in enumerate([100 / 2007, 104 / 2007])]
     points = [RejectionPoint(0.1, r, 0.01, 1, 1, 100) for r in (0.10, 0.14)]
     arm = ps.Arm("x", "lenet1", config, runs, runs, points, points)
-    table = ps.arm_table(arm)
+    table = report.arm_table(arm)
     assert table.loc["test misses", "mean"] == "102.0"
     assert table.loc["test misses", "the paper"] == "102"
     assert table.loc["test misses", "range"] == "[100.0, 104.0]"
@@ -126,7 +127,7 @@ def test_ablation_table_compares_with_the_baseline():
     config = RunConfig(passes=2, holdout=0.2)
     base = ps.Ablation("baseline", [_run(config, _history(e, 0.02)) for e in (0.04, 0.06)])
     variant = ps.Ablation("v", [_run(config, _history(e, 0.02)) for e in (0.07, 0.09)])
-    table = ps.ablation_table([base, variant])
+    table = report.ablation_table([base, variant])
     assert table.loc["baseline", "vs baseline (pp)"].startswith("+0.00")
     assert table.loc["v", "vs baseline (pp)"].startswith("+3.00")
     assert table.loc["v", "held-out error %"].startswith("8.00")
@@ -173,10 +174,21 @@ def test_quick_study_end_to_end(tmp_path):
     assert len(results.trace.passes) == ps.QUICK.passes
     # The trace's run is the protocol's seed 0: the same arithmetic, alone or as a replica.
     assert results.trace.history.final.test.misses == sdlm.runs[0].history.final.test.misses
-    assert "LeNet-1, SDLM" in results.summary()
-    # A second call reloads every run: nothing is trained again.
-    folders = sorted(p.name for p in tmp_path.iterdir())
-    again = ps.run_all(quick=True, root=tmp_path, progress=None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == folders
+    assert "LeNet-1, SDLM" in report.format_summary(results)
+    # Every trained thing is one entry of the one cache.
+    entries = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("key.json"))
+    assert {e.split("/")[0] for e in entries} == {"online", "curvature"}
+    # A second call reloads every run (nothing is trained again) and writes the files.
+    printed: list[str] = []
+    again = report.run_and_report(quick=True, root=tmp_path, out=tmp_path / "out",
+                                  progress=printed.append)
+    assert sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("key.json")) \
+        == entries
+    assert not any(line.startswith("training ") for line in printed)
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"summary.txt", "ablations.csv", "loss-normalisations.csv",
+            "protocol-lenet-1-sdlm.csv", "calibration-fc-40-sgd.csv", "learning-curves.png",
+            "rejection.png", "calibration.png", "ablations.png", "curvature.png"} <= written
+    assert (tmp_path / "out" / "summary.txt").read_text().strip() == printed[-1].strip()
     assert again.arms["LeNet-1, SGD"].final()["test_misses"].mean == \
         results.arms["LeNet-1, SGD"].final()["test_misses"].mean

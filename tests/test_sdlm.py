@@ -17,11 +17,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lenet1 import sdlm
 from lenet1.data import Digits, place_code
-from lenet1.model import TANH_AMPLITUDE, TANH_SLOPE, FullyConnected40, LeNet1, connection_table
-from lenet1.sdlm import LENET5_SCHEDULE, SDLM, curvature, exact_gauss_newton_diagonal
-from lenet1.train import ReferenceEngine, evaluate, train_online
+from lenet1.nets import TANH_AMPLITUDE, TANH_SLOPE, FullyConnected40, LeNet1, connection_table
+from lenet1.train import sdlm
+from lenet1.train.online import ReferenceEngine, evaluate, train_online
+from lenet1.train.sdlm import LENET5_SCHEDULE, SDLM, curvature, exact_gauss_newton_diagonal
 
 from .conftest import requires_data
 

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from lenet1.runs import RunConfig, fit_and_evaluation_sets, run_folder
-from lenet1.study import Spread, cached_runs, rejection_figures, seeds, summarise
-from lenet1.train import History, Metrics, PassRecord
+from lenet1.experiments.runs import (
+    RunConfig,
+    cached_runs,
+    fit_and_evaluation_sets,
+    run_folder,
+    seeds,
+)
+from lenet1.experiments.stats import Spread, rejection_figures, summarise
+from lenet1.train.online import History, Metrics, PassRecord
 
 from .conftest import requires_data
 
@@ -18,7 +26,7 @@ def test_spread_statistics():
     spread = Spread.of([1.0, 2.0, 6.0])
     assert spread.mean == 3.0 and spread.low == 1.0 and spread.high == 6.0
     assert spread.std == pytest.approx(((4 + 1 + 9) / 2) ** 0.5)
-    assert Spread.of([5.0]).std == 0.0
+    assert math.isnan(Spread.of([5.0]).std)  # undefined for one value, as in the modern study
     assert spread.format() == "3.00 ± 2.65 [1.00, 6.00]"
     with pytest.raises(ValueError):
         Spread.of([])
@@ -49,7 +57,7 @@ def test_cached_runs_train_replicas_once_and_match_single_runs(tmp_path):
     again = cached_runs(configs, root=tmp_path)
     assert [r.history.to_json() for r in again] == [r.history.to_json() for r in runs]
     # A replica gives the numbers the same configuration gives alone.
-    from lenet1.runs import train_run
+    from lenet1.experiments.runs import train_run
 
     _, alone = train_run(configs[2])
     assert alone.final.test.misses == runs[2].history.final.test.misses

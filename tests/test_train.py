@@ -5,18 +5,11 @@ import json
 import pytest
 import torch
 
-from lenet1.data import Digits
-from lenet1.model import LeNet1
-from lenet1.runs import RunConfig, RunError, cached_run, load_run, make_model, save_run
-from lenet1.train import SGD, History, evaluate, metrics_of, train_online
+from lenet1.experiments.runs import RunConfig, RunError, cached_run, load_run, make_model, save_run
+from lenet1.nets import LeNet1
+from lenet1.train.online import SGD, History, evaluate, metrics_of, train_online
 
-from .conftest import requires_data
-
-
-def _toy(n: int, seed: int) -> Digits:
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
-    return Digits(images, torch.arange(n) % 10)
+from .conftest import random_digits, requires_data
 
 
 def test_metrics_count_exact_misses():
@@ -41,7 +34,7 @@ def test_short_run_on_real_digits_lowers_the_loss(usps):
 
 
 def test_same_seed_same_numbers_bit_for_bit():
-    train, test = _toy(60, 0), _toy(20, 1)
+    train, test = random_digits(60, 0), random_digits(20, 1)
 
     def run() -> tuple[History, dict[str, torch.Tensor]]:
         model = make_model(RunConfig(seed=7))
@@ -59,7 +52,7 @@ def test_divergence_is_reported():
         model = LeNet1()
         with torch.no_grad():
             model.out_weight.fill_(float("nan"))
-        train_online(model, _toy(10, 0), _toy(10, 1), 1, SGD(0.01))
+        train_online(model, random_digits(10, 0), random_digits(10, 1), 1, SGD(0.01))
 
 
 def test_bad_learning_rate():
@@ -72,7 +65,7 @@ def test_bad_learning_rate():
 def test_run_folder_round_trip(tmp_path):
     config = RunConfig(passes=1, seed=3)
     model = make_model(config)
-    history = train_online(model, _toy(30, 0), _toy(10, 1), 1, SGD(0.03))
+    history = train_online(model, random_digits(30, 0), random_digits(10, 1), 1, SGD(0.03))
     save_run(tmp_path, config, model, history)
     run = load_run(tmp_path)
     assert run.config == config
@@ -81,7 +74,7 @@ def test_run_folder_round_trip(tmp_path):
                                                   run.model.state_dict().values()))
     # The weights reload without executing anything.
     assert json.loads((tmp_path / "environment.json").read_text())["torch"] == torch.__version__
-    assert evaluate(run.model, _toy(10, 1)) == history.final.test
+    assert evaluate(run.model, random_digits(10, 1)) == history.final.test
 
 
 def test_not_a_run_folder(tmp_path):

@@ -17,17 +17,18 @@ by name, so any rule runs on any engine.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-from .data import Digits
-from .model import check_images
+from ..data import Digits
+from ..nets import check_images
+from ..threads import in_parallel, torch_threads
 
 OUTPUTS = 10
 
@@ -45,17 +46,6 @@ class Metrics:
 def loss_per_pattern(outputs: Tensor, targets: Tensor) -> Tensor:
     """Squared error averaged over the output units, one value per pattern."""
     return ((outputs - targets) ** 2).mean(dim=1)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Batch-1 work is fastest on one thread: the arithmetic is too small to split."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.no_grad()
@@ -77,7 +67,7 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
 
 
 def metrics_of(outputs: Tensor, labels: Tensor) -> Metrics:
-    from .data import place_code
+    from ..data import place_code
 
     misses = int((outputs.argmax(dim=1) != labels).sum())
     mse = float(loss_per_pattern(outputs, place_code(labels)).mean())
@@ -200,29 +190,92 @@ def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
 
     Evaluates both sets before training and after every pass; ``on_pass`` sees each record.
     """
-    if passes < 0:
-        raise ValueError(f"passes must be >= 0, got {passes}")
-    check_images(train.images)
     engine = engine or ReferenceEngine(progress=progress)
-    targets = train.targets
-    history = History()
+
+    def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]]) -> None:
+        engine.train_pass(models[0], train.images, train.targets, steps[0])
+
+    return _online_loop([model], train, test, passes, [rule], train_pass,
+                        lambda index, record: on_pass(record) if on_pass else None,
+                        threads=1, stop_on_divergence=True, progress=progress)[0]
+
+
+def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, passes: int,
+                   rules: Sequence[StepRule],
+                   on_pass: Callable[[int, PassRecord], None] | None = None,
+                   threads: int | None = None, stop_on_divergence: bool = True,
+                   group_cost: float | None = None) -> list[History]:
+    """:func:`train_online` for several networks at once, one step rule each, on the compiled
+    :class:`~lenet1.engine.ReplicaEngine`.
+
+    Returns one :class:`History` per model, the one
+    ``train_online(model, train, test, passes, rule, engine=FastEngine())`` gives; ``on_pass``
+    sees the replica's index and the record. A replica whose training MSE is no longer finite
+    has diverged: with ``stop_on_divergence`` (the default, as ``train_online`` does) a
+    FloatingPointError is raised; without, that replica leaves the run and its history ends
+    there. ``group_cost``: see :class:`~lenet1.engine.ReplicaEngine` (speed only).
+    """
+    from ..engine import ReplicaEngine
+
+    models, rules = list(models), list(rules)
+    if len(models) != len(rules):
+        raise ValueError(f"{len(models)} models but {len(rules)} step rules")
+    engine = ReplicaEngine(threads, group_cost)
+
+    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]]) -> None:
+        engine.train_pass(live, train.images, train.targets, steps)
+
+    return _online_loop(models, train, test, passes, rules, train_pass, on_pass,
+                        threads=engine.cores(), stop_on_divergence=stop_on_divergence)
+
+
+def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: int,
+                 rules: list[StepRule],
+                 train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]]], None],
+                 on_pass: Callable[[int, PassRecord], None] | None, threads: int,
+                 stop_on_divergence: bool, progress: bool = False) -> list[History]:
+    """The loop both drivers share: evaluate, then per pass take each live model's step sizes,
+    train them all, evaluate, and drop (or stop on) the ones that diverged."""
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
+        raise ValueError(f"passes must be a whole number >= 0, got {passes!r}")
+    check_images(train.images)
+    histories = [History() for _ in models]
+    live = list(range(len(models)))
 
     def record(pass_index: int) -> None:
-        entry = PassRecord(pass_index, evaluate(model, train), evaluate(model, test))
-        history.passes.append(entry)
-        if on_pass is not None:
-            on_pass(entry)
+        entries: dict[int, PassRecord] = {}
+
+        def measure(index: int) -> None:
+            entries[index] = PassRecord(pass_index, evaluate(models[index], train),
+                                        evaluate(models[index], test))
+
+        # predict() runs on one thread and releases the GIL, so several models are evaluated
+        # side by side with the numbers of a sequential evaluation.
+        with torch_threads(1):
+            in_parallel([partial(measure, index) for index in live], threads)
+        for index in live:
+            histories[index].passes.append(entries[index])
+            if on_pass is not None:
+                on_pass(index, entries[index])
 
     record(0)
-    rounds = range(1, passes + 1)
+    rounds: Iterable[int] = range(1, passes + 1)
     if progress:
         from tqdm.auto import tqdm
         rounds = tqdm(rounds, desc="passes")
     for pass_index in rounds:
-        steps = rule.step_sizes(model, train, pass_index)
-        engine.train_pass(model, train.images, targets, steps)
+        if not live:
+            break
+        steps = [rules[index].step_sizes(models[index], train, pass_index) for index in live]
+        train_pass([models[index] for index in live], steps)
         record(pass_index)
-        if not math.isfinite(history.final.train.mse):
-            raise FloatingPointError(f"training diverged at pass {pass_index}: the MSE is "
-                                     f"{history.final.train.mse}; lower the learning rate")
-    return history
+        diverged = [index for index in live
+                    if not math.isfinite(histories[index].final.train.mse)]
+        if diverged and stop_on_divergence:
+            index = diverged[0]
+            who = f"replica {index}" if len(models) > 1 else "training"
+            raise FloatingPointError(
+                f"{who} diverged at pass {pass_index}: the MSE is "
+                f"{histories[index].final.train.mse}; lower the learning rate")
+        live = [index for index in live if index not in diverged]
+    return histories

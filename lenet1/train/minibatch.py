@@ -29,159 +29,23 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import Augmentation
-from .data import Digits
-from .model import (
-    BACKGROUND,
-    KERNEL,
-    PAD_AFTER,
-    PAD_BEFORE,
-    STRIDE,
-    TANH_AMPLITUDE,
-    TANH_SLOPE,
-    LeNet1Weights,
-    activation,
-    block_table,
+from ..augment import Augmentation
+from ..data import Digits
+from ..nets import (
+    ModernLeNet1,
     check_images,
-    check_table,
 )
-from .train import History, Metrics, PassRecord, loss_per_pattern, metrics_of, predict
+from .online import History, Metrics, PassRecord, loss_per_pattern, metrics_of, predict
 
-ModernUnit = Literal["scaled_tanh", "tanh", "relu"]
-ModernInit = Literal["fan_in", "sqrt_fan_in", "pytorch", "kaiming"]
-Output = Literal["logits", "squashed"]
-MODERN_UNITS: tuple[str, ...] = ("scaled_tanh", "tanh", "relu")
-MODERN_INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in", "pytorch", "kaiming")
-OUTPUTS: tuple[str, ...] = ("logits", "squashed")
 LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
-DSP_MULTIPLY_ADDS_PER_SECOND = 12.5e6  # the AT&T DSP-32C board the paper ran on
-
-
-def _unit(a: Tensor, unit: str) -> Tensor:
-    return torch.relu(a) if unit == "relu" else activation(a, unit)  # type: ignore[arg-type]
-
-
-class ModernLeNet1(LeNet1Weights):
-    """LeNet-1's topology and 9,760 free parameters, with modern options.
-
-    Args:
-        table: H2's connection table, (12, 12) bool; default the block table.
-        unit: hidden units: ``scaled_tanh`` (1.7159 tanh(2a/3)), ``tanh`` or ``relu``.
-        output: ``logits`` (the output layer's sums, for softmax + cross-entropy) or
-            ``squashed`` (through 1.7159 tanh(2a/3) -- or the tanh for ``unit="tanh"`` -- so
-            +-1 targets are reachable, for MSE; ReLU networks squash with the scaled tanh).
-        dropout: probability of dropping each H2 state on its way into H3, in training only.
-        init: ``fan_in`` (uniform +-2.4/F, the paper's), ``sqrt_fan_in`` (+-2.4/sqrt F),
-            ``pytorch`` (nn.Linear's default: weights and biases uniform +-1/sqrt F) or
-            ``kaiming`` (He: uniform +-sqrt(6/F), for ReLU). F counts only connected inputs
-            (200 for H2, not 300). Biases start at zero except with ``pytorch``.
-        h2_background: what H1's maps are padded with before H2 sees them; default the unit's
-            "off" level: -1 for the tanh units (as LeNet1), 0 for ReLU (a ReLU is never -1; -1
-            padding after ReLU was an earlier reproduction's bug). The input is always padded
-            with the -1 of the paper's virtual background.
-        seed: draw the initial weights from this seed; ``None``: from torch's global generator.
-    """
-
-    def __init__(self, table: Tensor | None = None, unit: ModernUnit = "relu",
-                 output: Output = "logits", dropout: float = 0.0, init: ModernInit = "pytorch",
-                 h2_background: float | None = None, seed: int | None = None) -> None:
-        if unit not in MODERN_UNITS:
-            raise ValueError(f"unit must be one of {MODERN_UNITS}, got {unit!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if init not in MODERN_INITS:
-            raise ValueError(f"init must be one of {MODERN_INITS}, got {init!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-                or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        if h2_background is None:
-            h2_background = 0.0 if unit == "relu" else BACKGROUND
-        if not (math.isfinite(h2_background) and -1.0 <= h2_background <= 1.0):
-            raise ValueError(f"h2_background must lie in [-1, 1], got {h2_background}")
-        super().__init__(check_table(block_table() if table is None else table.clone()))
-        self.unit: ModernUnit = unit
-        self.output: Output = output
-        self.dropout = float(dropout)
-        self.init: ModernInit = init
-        self.h2_background = float(h2_background)
-        self.reset_parameters(None if seed is None else torch.Generator().manual_seed(seed))
-
-    def extra_repr(self) -> str:
-        return (f"unit={self.unit}, output={self.output}, dropout={self.dropout}, "
-                f"init={self.init}, h2_background={self.h2_background}")
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        def draw(tensor: Tensor, fan_in: int) -> None:
-            bound = {"fan_in": 2.4 / fan_in, "sqrt_fan_in": 2.4 / math.sqrt(fan_in),
-                     "pytorch": 1 / math.sqrt(fan_in), "kaiming": math.sqrt(6 / fan_in)}
-            tensor.uniform_(-bound[self.init], bound[self.init], generator=generator)
-
-        fan_ins = [KERNEL * KERNEL * int(n) for n in self.table.sum(dim=1).tolist()]
-        draw(self.h1_weight, KERNEL * KERNEL)
-        for out_map, fan_in in enumerate(fan_ins):  # each H2 map with its own fan-in
-            draw(self.h2_weight[out_map], fan_in)
-        draw(self.h3_weight, self.h3_weight.shape[1])
-        draw(self.out_weight, self.out_weight.shape[1])
-        self.h2_weight.mul_(self.h2_mask)  # disconnected weights are exactly zero
-        biases = (self.h1_bias, self.h2_bias, self.h3_bias, self.out_bias)
-        for bias in biases:
-            bias.zero_()
-        if self.init == "pytorch":
-            draw(self.h1_bias, KERNEL * KERNEL)
-            for out_map, fan_in in enumerate(fan_ins):
-                draw(self.h2_bias[out_map], fan_in)
-            draw(self.h3_bias, self.h3_weight.shape[1])
-            draw(self.out_bias, self.out_weight.shape[1])
-
-    def layers(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Every layer's states: h1, h2, h3, ``logits`` (the output sums) and ``out``.
-
-        ``generator`` draws the dropout masks (training mode only); ``None``: the global one.
-        """
-        check_images(x)
-        pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
-        h1 = _unit(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
-                   + self.h1_bias, self.unit)
-        # The mask in the forward pass gives disconnected weights a zero gradient.
-        h2 = _unit(F.conv2d(F.pad(h1, pad, value=self.h2_background),
-                            self.h2_weight * self.h2_mask, stride=STRIDE) + self.h2_bias,
-                   self.unit)
-        h2_flat = h2.flatten(1)
-        if self.training and self.dropout > 0:
-            # Our own mask, so the caller's generator (not the global one) decides it.
-            keep = torch.rand(h2_flat.shape, generator=generator) >= self.dropout
-            h2_flat = h2_flat * keep / (1 - self.dropout)
-        h3 = _unit(F.linear(h2_flat, self.h3_weight, self.h3_bias), self.unit)
-        logits = F.linear(h3, self.out_weight, self.out_bias)
-        if self.output == "logits":
-            out = logits
-        elif self.unit == "tanh":
-            out = torch.tanh(logits)
-        else:
-            out = TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
-        return {"h1": h1, "h2": h2, "h3": h3, "logits": logits, "out": out}
-
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.layers(x, generator)["out"]
-
-
-def free_parameters(model: nn.Module) -> int:
-    """Weights and biases training can change: disconnected H2 weights do not count."""
-    total = sum(p.numel() for p in model.parameters())
-    mask = getattr(model, "h2_mask", None)
-    if mask is not None:
-        total -= int((mask == 0).sum()) * KERNEL * KERNEL
-    return total
 
 
 def _gives_logits(model: nn.Module) -> bool:
@@ -201,7 +65,7 @@ def objective(outputs: Tensor, labels: Tensor, loss: str,
     """The mean training loss of a batch: MSE per pattern and unit, or cross-entropy."""
     if loss == "cross_entropy":
         return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
-    from .data import place_code
+    from ..data import place_code
 
     return loss_per_pattern(outputs, place_code(labels)).mean()
 
@@ -218,7 +82,7 @@ def predict_shifted(model: nn.Module, images: Tensor, max_shift: int = 1) -> Ten
     """Test-time augmentation: place-coded outputs averaged over every translation of the
     images by -k..k pixels on each axis ((2k+1)^2 copies; a logits network's probabilities
     are averaged, then mapped to 2 p - 1)."""
-    from .augment import _check_whole, translate
+    from ..augment import _check_whole, translate
 
     _check_whole(max_shift, "max_shift", 0, 16)
     total = torch.zeros(len(images), 10)
@@ -456,55 +320,3 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
 
 
 # --- cost -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MultiplyAdds:
-    """Multiply-adds of one pattern through a network, counted from its weight tensors.
-
-    ``forward``: one per connection (biases are adds, not counted). ``backward``: propagating
-    the error signals down to H1 (one per connection above H1) plus every connection's weight
-    gradient (one each). ``update``: one per free parameter for a plain gradient step.
-    Squashing functions and their derivatives are not counted (a table look-up on the DSP).
-    """
-
-    forward: int
-    backward: int
-    update: int
-
-    @property
-    def train_pattern(self) -> int:
-        """One online training step: forward, backward and update."""
-        return self.forward + self.backward + self.update
-
-    def dsp_seconds(self, patterns: int, passes: int = 1, batch_size: int = 1,
-                    rate: float = DSP_MULTIPLY_ADDS_PER_SECOND) -> float:
-        """Training time at ``rate`` multiply-adds a second (the paper's DSP-32C board),
-        one update per ``batch_size`` patterns; arithmetic only, no overhead."""
-        updates = math.ceil(patterns / batch_size) * passes
-        return ((self.forward + self.backward) * patterns * passes
-                + self.update * updates) / rate
-
-
-def multiply_adds(model: nn.Module) -> MultiplyAdds:
-    """Count a LeNet1, ModernLeNet1 or FullyConnected40 from its parameter shapes."""
-    tensors: dict[str, Tensor] = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    if {"h1_weight", "h2_mask"} <= tensors.keys():
-        h1 = tensors["h1_bias"].numel() * tensors["h1_weight"][0].numel()
-        per_map = KERNEL * KERNEL * tensors["h2_mask"].sum(dim=(1, 2, 3))
-        h2 = int((per_map * tensors["h2_bias"][0].numel()).sum())
-        layers = [h1, h2, tensors["h3_weight"].numel(), tensors["out_weight"].numel()]
-    elif "hidden_weight" in tensors:
-        layers = [tensors["hidden_weight"].numel(), tensors["out_weight"].numel()]
-    else:
-        raise TypeError(f"no multiply-add count for {type(model).__name__}")
-    forward = sum(layers)
-    return MultiplyAdds(forward=forward, backward=forward + sum(layers[1:]),
-                        update=free_parameters(model))
-
-
-def summary(model: nn.Module) -> dict[str, object]:
-    """Free parameters and multiply-adds, as a plain dict for a report."""
-    count = multiply_adds(model)
-    return {"free_parameters": free_parameters(model), **asdict(count),
-            "train_pattern": count.train_pattern}

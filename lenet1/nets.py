@@ -16,7 +16,6 @@ give 8 outputs; we pad 2 pixels before and 1 after, so that unit i is centred on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -128,13 +127,16 @@ def _uniform_(tensor: Tensor, fan_in: int, init: Init) -> None:
         tensor.uniform_(-scale, scale)
 
 
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    """A clear error for an option outside its choices."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
 def _check_options(unit: str, init: str, bias_init: str) -> None:
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if bias_init not in BIAS_INITS:
-        raise ValueError(f"bias_init must be one of {BIAS_INITS}, got {bias_init!r}")
+    check_choice("unit", unit, UNITS)
+    check_choice("init", init, INITS)
+    check_choice("bias_init", bias_init, BIAS_INITS)
 
 
 def _bias_(bias: Tensor, fan_in: int, init: Init, bias_init: BiasInit) -> None:
@@ -269,69 +271,6 @@ class FullyConnected40(nn.Module):
         return self.layers(x)["out"]
 
 
-# --- accounting ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerCount:
-    """Units, connections (bias included, one per unit) and free parameters of one layer."""
-
-    layer: str
-    units: int
-    connections: int
-    free_parameters: int
-
-
-def _layer(name: str, units: int, inputs_per_unit: int, free: int) -> LayerCount:
-    return LayerCount(name, units, units * (inputs_per_unit + 1), free)
-
-
-def architecture(model: nn.Module) -> list[LayerCount]:
-    """Count every layer of ``model`` from its tensors, as the paper's table does.
-
-    A connection is one input to one unit, bias included (the virtual background counts, as in
-    the paper). A free parameter is a weight or bias that training can change: shared weights
-    count once, disconnected H2 weights not at all.
-    """
-    from .modern import ModernLeNet1  # same topology, modern options
-
-    rows = [LayerCount("input", 256, 0, 0)]
-    if isinstance(model, (LeNet1, ModernLeNet1)):
-        inputs_per_h2_map = model.table.sum(dim=1) * KERNEL * KERNEL
-        h1_units = model.h1_bias.numel()
-        h2_units_per_map = model.h2_bias[0].numel()
-        rows += [
-            _layer("H1", h1_units, KERNEL * KERNEL, model.h1_weight.numel() + h1_units),
-            LayerCount("H2", model.h2_bias.numel(),
-                       int((h2_units_per_map * (inputs_per_h2_map + 1)).sum()),
-                       int(inputs_per_h2_map.sum()) + model.h2_bias.numel()),
-            _layer("H3", model.h3_bias.numel(), model.h3_weight.shape[1],
-                   model.h3_weight.numel() + model.h3_bias.numel()),
-            _layer("output", model.out_bias.numel(), model.out_weight.shape[1],
-                   model.out_weight.numel() + model.out_bias.numel()),
-        ]
-    elif isinstance(model, FullyConnected40):
-        rows += [
-            _layer("hidden", model.hidden_bias.numel(), model.hidden_weight.shape[1],
-                   model.hidden_weight.numel() + model.hidden_bias.numel()),
-            _layer("output", model.out_bias.numel(), model.out_weight.shape[1],
-                   model.out_weight.numel() + model.out_bias.numel()),
-        ]
-    else:
-        raise TypeError(f"no accounting for {type(model).__name__}")
-    rows.append(LayerCount("total", sum(r.units for r in rows),
-                           sum(r.connections for r in rows),
-                           sum(r.free_parameters for r in rows)))
-    return rows
-
-
-def format_architecture(rows: list[LayerCount]) -> str:
-    lines = [f"{'layer':<8}{'units':>8}{'connections':>14}{'free parameters':>18}"]
-    lines += [f"{r.layer:<8}{r.units:>8,}{r.connections:>14,}{r.free_parameters:>18,}"
-              for r in rows]
-    return "\n".join(lines)
-
-
 def build_model(kind: str = "lenet1", unit: Unit = "scaled_tanh", init: Init = "fan_in",
                 table: str = "block", h2_background: float = BACKGROUND,
                 bias_init: BiasInit = "zero") -> nn.Module:
@@ -342,3 +281,121 @@ def build_model(kind: str = "lenet1", unit: Unit = "scaled_tanh", init: Init = "
     if kind == "fc40":
         return FullyConnected40(unit=unit, init=init, bias_init=bias_init)
     raise ValueError(f"unknown model {kind!r}: use 'lenet1' or 'fc40'")
+
+
+# --- the same topology with modern options ---------------------------------------------------
+
+ModernUnit = Literal["scaled_tanh", "tanh", "relu"]
+ModernInit = Literal["fan_in", "sqrt_fan_in", "pytorch", "kaiming"]
+Output = Literal["logits", "squashed"]
+MODERN_UNITS: tuple[str, ...] = ("scaled_tanh", "tanh", "relu")
+MODERN_INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in", "pytorch", "kaiming")
+OUTPUTS: tuple[str, ...] = ("logits", "squashed")
+
+
+def _unit(a: Tensor, unit: str) -> Tensor:
+    return torch.relu(a) if unit == "relu" else activation(a, unit)  # type: ignore[arg-type]
+
+
+class ModernLeNet1(LeNet1Weights):
+    """LeNet-1's topology and 9,760 free parameters, with modern options.
+
+    Args:
+        table: H2's connection table, (12, 12) bool; default the block table.
+        unit: hidden units: ``scaled_tanh`` (1.7159 tanh(2a/3)), ``tanh`` or ``relu``.
+        output: ``logits`` (the output layer's sums, for softmax + cross-entropy) or
+            ``squashed`` (through 1.7159 tanh(2a/3) -- or the tanh for ``unit="tanh"`` -- so
+            +-1 targets are reachable, for MSE; ReLU networks squash with the scaled tanh).
+        dropout: probability of dropping each H2 state on its way into H3, in training only.
+        init: ``fan_in`` (uniform +-2.4/F, the paper's), ``sqrt_fan_in`` (+-2.4/sqrt F),
+            ``pytorch`` (nn.Linear's default: weights and biases uniform +-1/sqrt F) or
+            ``kaiming`` (He: uniform +-sqrt(6/F), for ReLU). F counts only connected inputs
+            (200 for H2, not 300). Biases start at zero except with ``pytorch``.
+        h2_background: what H1's maps are padded with before H2 sees them; default the unit's
+            "off" level: -1 for the tanh units (as LeNet1), 0 for ReLU (a ReLU is never -1; -1
+            padding after ReLU was an earlier reproduction's bug). The input is always padded
+            with the -1 of the paper's virtual background.
+        seed: draw the initial weights from this seed; ``None``: from torch's global generator.
+    """
+
+    def __init__(self, table: Tensor | None = None, unit: ModernUnit = "relu",
+                 output: Output = "logits", dropout: float = 0.0, init: ModernInit = "pytorch",
+                 h2_background: float | None = None, seed: int | None = None) -> None:
+        check_choice("unit", unit, MODERN_UNITS)
+        check_choice("output", output, OUTPUTS)
+        check_choice("init", init, MODERN_INITS)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if h2_background is None:
+            h2_background = 0.0 if unit == "relu" else BACKGROUND
+        if not (math.isfinite(h2_background) and -1.0 <= h2_background <= 1.0):
+            raise ValueError(f"h2_background must lie in [-1, 1], got {h2_background}")
+        super().__init__(check_table(block_table() if table is None else table.clone()))
+        self.unit: ModernUnit = unit
+        self.output: Output = output
+        self.dropout = float(dropout)
+        self.init: ModernInit = init
+        self.h2_background = float(h2_background)
+        self.reset_parameters(None if seed is None else torch.Generator().manual_seed(seed))
+
+    def extra_repr(self) -> str:
+        return (f"unit={self.unit}, output={self.output}, dropout={self.dropout}, "
+                f"init={self.init}, h2_background={self.h2_background}")
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        def draw(tensor: Tensor, fan_in: int) -> None:
+            bound = {"fan_in": 2.4 / fan_in, "sqrt_fan_in": 2.4 / math.sqrt(fan_in),
+                     "pytorch": 1 / math.sqrt(fan_in), "kaiming": math.sqrt(6 / fan_in)}
+            tensor.uniform_(-bound[self.init], bound[self.init], generator=generator)
+
+        fan_ins = [KERNEL * KERNEL * int(n) for n in self.table.sum(dim=1).tolist()]
+        draw(self.h1_weight, KERNEL * KERNEL)
+        for out_map, fan_in in enumerate(fan_ins):  # each H2 map with its own fan-in
+            draw(self.h2_weight[out_map], fan_in)
+        draw(self.h3_weight, self.h3_weight.shape[1])
+        draw(self.out_weight, self.out_weight.shape[1])
+        self.h2_weight.mul_(self.h2_mask)  # disconnected weights are exactly zero
+        biases = (self.h1_bias, self.h2_bias, self.h3_bias, self.out_bias)
+        for bias in biases:
+            bias.zero_()
+        if self.init == "pytorch":
+            draw(self.h1_bias, KERNEL * KERNEL)
+            for out_map, fan_in in enumerate(fan_ins):
+                draw(self.h2_bias[out_map], fan_in)
+            draw(self.h3_bias, self.h3_weight.shape[1])
+            draw(self.out_bias, self.out_weight.shape[1])
+
+    def layers(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Every layer's states: h1, h2, h3, ``logits`` (the output sums) and ``out``.
+
+        ``generator`` draws the dropout masks (training mode only); ``None``: the global one.
+        """
+        check_images(x)
+        pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
+        h1 = _unit(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
+                   + self.h1_bias, self.unit)
+        # The mask in the forward pass gives disconnected weights a zero gradient.
+        h2 = _unit(F.conv2d(F.pad(h1, pad, value=self.h2_background),
+                            self.h2_weight * self.h2_mask, stride=STRIDE) + self.h2_bias,
+                   self.unit)
+        h2_flat = h2.flatten(1)
+        if self.training and self.dropout > 0:
+            # Our own mask, so the caller's generator (not the global one) decides it.
+            keep = torch.rand(h2_flat.shape, generator=generator) >= self.dropout
+            h2_flat = h2_flat * keep / (1 - self.dropout)
+        h3 = _unit(F.linear(h2_flat, self.h3_weight, self.h3_bias), self.unit)
+        logits = F.linear(h3, self.out_weight, self.out_bias)
+        if self.output == "logits":
+            out = logits
+        elif self.unit == "tanh":
+            out = torch.tanh(logits)
+        else:
+            out = TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
+        return {"h1": h1, "h2": h2, "h3": h3, "logits": logits, "out": out}
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.layers(x, generator)["out"]
+
+

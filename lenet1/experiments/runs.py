@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data import Digits, load, validation_split
-from .model import BACKGROUND, BIAS_INITS, INITS, UNITS, build_model, connection_table
-from .train import SGD, History, PassRecord, StepRule, train_online
+from ..data import Digits, load, validation_split
+from ..nets import BACKGROUND, BIAS_INITS, INITS, UNITS, build_model, connection_table
+from ..train.online import SGD, History, PassRecord, StepRule, train_online, train_replicas
+from . import cache
 
 RUN_FILES = ("config.json", "history.json", "weights.safetensors")
 MODELS = ("lenet1", "fc40")
@@ -115,7 +116,7 @@ def make_model(config: RunConfig) -> nn.Module:
 def make_rule(config: RunConfig) -> StepRule:
     assert config.lr is not None  # resolved by RunConfig
     if config.optimizer == "sdlm":
-        from .sdlm import LENET5_SCHEDULE, SDLM
+        from ..train.sdlm import LENET5_SCHEDULE, SDLM
 
         options: dict[str, Any] = {"mu": config.mu, "patterns": config.curvature_patterns,
                                    "seed": config.seed}
@@ -127,10 +128,10 @@ def make_rule(config: RunConfig) -> StepRule:
 
 def make_engine(config: RunConfig, progress: bool = False) -> Any:
     if config.engine == "fast":
-        from .engine import FastEngine
+        from ..engine import FastEngine
 
         return FastEngine()
-    from .train import ReferenceEngine
+    from ..train.online import ReferenceEngine
 
     return ReferenceEngine(progress=progress)
 
@@ -138,7 +139,7 @@ def make_engine(config: RunConfig, progress: bool = False) -> Any:
 def environment() -> dict[str, str]:
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     return {"lenet1": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
             "numpy": numpy.__version__, "platform": platform.platform(),
@@ -210,62 +211,157 @@ def load_run(path: str | Path) -> Run:
     return Run(folder, config, history, model)
 
 
-def code_fingerprint() -> str:
-    """A hash of the package's source: a cached run made by other code is never reused."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode())
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def runs_root(root: str | Path | None = None) -> Path:
-    """Where cached runs live: ``root``, else ``$LENET1_RUNS``, else ``<project>/runs``."""
-    import os
-
-    from .data import project_root
-
-    if root is not None:
-        return Path(root)
-    return Path(os.environ.get("LENET1_RUNS") or project_root() / "runs")
+ONLINE = "online"  # the cache's kind for these runs
 
 
 def run_folder(config: RunConfig, root: str | Path | None = None) -> Path:
-    """Where the cached run of ``config`` lives: named by a hash of the configuration and of
-    the package's source."""
-    import hashlib
+    """Where the cached run of ``config`` lives (:func:`lenet1.experiments.cache.folder_of`)."""
+    label = f"{config.model}-{config.optimizer}-s{config.seed}"
+    return cache.folder_of(ONLINE, label, asdict(config), root)
 
-    key = hashlib.sha256(json.dumps([asdict(config), code_fingerprint()],
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    return runs_root(root) / f"{config.model}-{config.optimizer}-s{config.seed}-{key}"
+
+def _write_run(config: RunConfig, model: nn.Module, history: History) -> Callable[[Path], None]:
+    return lambda folder: save_run(folder, config, model, history)
 
 
 def cached_run(config: RunConfig, root: str | Path | None = None,
                data_root: str | None = None,
                on_pass: Callable[[PassRecord], None] | None = None) -> Run:
-    """The run for ``config``, trained now or reloaded from an earlier identical one.
-
-    The folder's name is a hash of the configuration and of the package's source, so a change
-    to either trains afresh: the book never shows numbers from older code.
-    """
+    """The run for ``config``, trained now or reloaded from the cache."""
     folder = run_folder(config, root)
-    if all((folder / name).is_file() for name in RUN_FILES):
+    if cache.is_complete(folder, RUN_FILES):
         return load_run(folder)
     model, history = train_run(config, data_root=data_root, on_pass=on_pass)
-    return save_run_atomically(folder, config, model, history)
-
-
-def save_run_atomically(folder: Path, config: RunConfig, model: nn.Module,
-                        history: History) -> Run:
-    """Save a run beside ``folder`` and then move it there, so that a run interrupted half-way
-    is never mistaken for a finished one."""
-    partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    save_run(partial, config, model, history)
-    if folder.exists():
-        shutil.rmtree(folder)
-    partial.replace(folder)
+    cache.store(folder, ONLINE, asdict(config), _write_run(config, model, history))
     return Run(folder, config, history, model)
+
+
+def _replica_group(config: RunConfig) -> tuple[object, ...]:
+    # Replicas share the patterns (data, split) and the number of passes; their units, tables
+    # and step rules may differ.
+    return (config.data, config.model, config.passes, config.holdout, config.holdout_seed)
+
+
+def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
+                data_root: str | None = None,
+                progress: Callable[[str], None] | None = None, batch: int | None = None,
+                stop_on_divergence: bool = True) -> list[Run]:
+    """One run per configuration, in order: reloaded if cached, else trained now and cached.
+
+    Missing fast-engine runs that share data and shape are trained together as replicas
+    (:func:`lenet1.train.online.train_replicas`, which gives each the numbers it would get
+    alone), ``batch`` at a time (default: all at once; a smaller batch saves progress more
+    often). With ``stop_on_divergence=False`` a replica whose loss blows up does not stop the
+    others: its run is saved with the history up to the pass where it diverged, as a sweep needs.
+    """
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    runs: dict[int, Run] = {}
+    missing: dict[tuple[object, ...], list[int]] = {}
+    for index, config in enumerate(configs):
+        folder = run_folder(config, root)
+        if config.engine == "fast" and not cache.is_complete(folder, RUN_FILES):
+            missing.setdefault(_replica_group(config), []).append(index)
+        else:
+            runs[index] = cached_run(config, root, data_root)
+    total = sum(len(indices) for indices in missing.values())
+    done, started = 0, time.perf_counter()
+    for indices in missing.values():
+        train, evaluation = fit_and_evaluation_sets(configs[indices[0]], data_root)
+        size = batch or len(indices)
+        for start in range(0, len(indices), size):
+            chunk = indices[start:start + size]
+            group = [configs[i] for i in chunk]
+            if progress is not None:
+                elapsed = time.perf_counter() - started
+                left = f", about {elapsed / done * (total - done) / 60:.1f} min left" if done else ""
+                progress(f"training {len(group)} replicas ({done + 1}-{done + len(group)} of "
+                         f"{total} to train{left}): {group[0].model}, {group[0].passes} passes, "
+                         f"holdout {group[0].holdout}")
+            models = [make_model(config) for config in group]
+            histories = train_replicas(models, train, evaluation, group[0].passes,
+                                       [make_rule(config) for config in group],
+                                       stop_on_divergence=stop_on_divergence)
+            for index, config, model, history in zip(chunk, group, models, histories):
+                folder = cache.store(run_folder(config, root), ONLINE, asdict(config),
+                                     _write_run(config, model, history))
+                runs[index] = Run(folder, config, history, model)
+            done += len(group)
+    return [runs[i] for i in range(len(configs))]
+
+
+def seeds(config: RunConfig, count: int, first: int = 0) -> list[RunConfig]:
+    """``config`` with seeds ``first`` .. ``first + count - 1``."""
+    return [replace(config, seed=seed) for seed in range(first, first + count)]
+
+
+# --- the curvature during training (the SDLM chapter) ----------------------------------------
+
+CURVATURE = "curvature"  # the cache's kind for curvature traces
+
+
+@dataclass
+class CurvatureTrace:
+    """Per pass and parameter tensor: the median ``h_kk`` and the median step
+    ``eta / (mu + h_kk)`` SDLM used for that pass (connections absent from H2's table left
+    out), and the run's history."""
+
+    config: RunConfig
+    passes: list[int]
+    median_h: dict[str, list[float]]
+    median_step: dict[str, list[float]]
+    eta: list[float]
+    history: History = field(repr=False)
+
+
+def curvature_trace(config: RunConfig, root: str | Path | None = None,
+                    data_root: str | None = None) -> CurvatureTrace:
+    """Train ``config`` (SDLM) once on one engine, snapshotting the rule's curvature before
+    every pass; cached (kind ``curvature``)."""
+    from ..engine import FastEngine
+    from ..nets import LeNet1
+    from ..train.sdlm import SDLM, h2_mask
+
+    folder = cache.folder_of(CURVATURE, f"{config.model}-s{config.seed}", asdict(config), root)
+    if cache.is_complete(folder, ("trace.json", "history.json")):
+        data = json.loads((folder / "trace.json").read_text())
+        history = History.from_json(json.loads((folder / "history.json").read_text()))
+        return CurvatureTrace(config, data["passes"], data["median_h"], data["median_step"],
+                              data["eta"], history)
+    train, test = fit_and_evaluation_sets(config, data_root)
+    model = make_model(config)
+    rule = make_rule(config)
+    assert isinstance(rule, SDLM)
+    passes: list[int] = []
+    median_h: dict[str, list[float]] = {}
+    median_step: dict[str, list[float]] = {}
+    etas: list[float] = []
+
+    def snapshot(record: Any) -> None:
+        if rule.last_pass != record.pass_index or not rule.last_curvature:
+            return
+        passes.append(record.pass_index)
+        eta = rule.eta(record.pass_index)
+        etas.append(eta)
+        for name, h in rule.last_curvature.items():
+            values = h
+            if name == "h2_weight" and isinstance(model, LeNet1):
+                values = h[h2_mask(model).expand_as(h).bool()]
+            values = values.flatten().double()
+            median_h.setdefault(name, []).append(float(values.median()))
+            median_step.setdefault(name, []).append(float((eta / (rule.mu + values)).median()))
+
+    history = train_online(model, train, test, config.passes, rule, FastEngine(),
+                           on_pass=snapshot)
+
+    def write(partial: Path) -> None:
+        cache.write_json(partial / "trace.json", {"passes": passes, "median_h": median_h,
+                                                  "median_step": median_step, "eta": etas},
+                         indent=None)
+        cache.write_json(partial / "history.json", history.to_json())
+
+    cache.store(folder, CURVATURE, asdict(config), write)
+    return CurvatureTrace(config, passes, median_h, median_step, etas, history)
+
+
+# --- figures ----------------------------------------------------------------------------------

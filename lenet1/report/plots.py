@@ -18,13 +18,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .model import KERNEL, PAD_AFTER, PAD_BEFORE, STRIDE, TANH_AMPLITUDE
-from .rejection import RejectionCurve
-from .train import History
+from ..nets import KERNEL, PAD_AFTER, PAD_BEFORE, STRIDE, TANH_AMPLITUDE
+from ..rejection import RejectionCurve
+from ..train.online import History
 
 INK = "gray_r"  # -1 (background) white, +1 (ink) black, as on paper
 SIGNED = "RdBu_r"  # weights and states: negative blue, positive red, zero white
 TRAIN_COLOUR, TEST_COLOUR, PAPER_COLOUR = "#1f77b4", "#d62728", "#333333"
+ARM_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")  # one colour per protocol arm
 
 
 def style() -> None:
@@ -45,7 +46,7 @@ def style() -> None:
         select_figure_formats(shell, {"png"}, bbox_inches="tight", dpi=120, facecolor="white")
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained", facecolor="white")
 
 
@@ -94,7 +95,7 @@ def digit_grid(images: Tensor | np.ndarray, titles: Sequence[str] | None = None,
     ncols = max(1, min(ncols, count))
     nrows = -(-count // ncols)
     title_space = 0.25 if titles is not None else 0.0
-    fig = _figure(size * ncols + (0.6 if row_labels else 0), (size + title_space) * nrows)
+    fig = figure(size * ncols + (0.6 if row_labels else 0), (size + title_space) * nrows)
     axes, used = _tiles(fig, count, ncols)
     for index, ax in enumerate(used):
         ax.imshow(pictures[index], cmap=INK, vmin=vmin, vmax=vmax)
@@ -120,7 +121,7 @@ def class_distribution(train_counts: Sequence[int], test_counts: Sequence[int]) 
         rows += [{"set": f"{name} ({total:,})", "digit": str(digit), "count": count,
                   "share (%)": 100 * count / total} for digit, count in enumerate(counts)]
     frame = pd.DataFrame(rows)
-    fig = _figure(7.5, 3.2)
+    fig = figure(7.5, 3.2)
     ax = fig.subplots()
     sns.barplot(frame, x="digit", y="share (%)", hue="set", ax=ax,
                 palette=[TRAIN_COLOUR, TEST_COLOUR])
@@ -136,7 +137,7 @@ def class_distribution(train_counts: Sequence[int], test_counts: Sequence[int]) 
 
 def pixel_histogram(sets: Mapping[str, Tensor | np.ndarray], bins: int = 41) -> Figure:
     """Distribution of the grey levels in each set (log count), background to ink."""
-    fig = _figure(7.5, 3.0)
+    fig = figure(7.5, 3.0)
     ax = fig.subplots()
     edges = np.linspace(-1.0, 1.0, bins + 1)
     colours = [TRAIN_COLOUR, TEST_COLOUR, "#2ca02c", "#9467bd"]
@@ -158,7 +159,7 @@ def pixel_histogram(sets: Mapping[str, Tensor | np.ndarray], bins: int = 41) -> 
 def connection_table(table: Tensor | np.ndarray) -> Figure:
     """H2's connection table: row = H2 map, column = the H1 maps it sees (filled)."""
     values = _numpy(table).astype(float)
-    fig = _figure(4.2, 4.0)
+    fig = figure(4.2, 4.0)
     ax = fig.subplots()
     ax.imshow(values, cmap="Greys", vmin=0, vmax=1.25)
     ax.set_xticks(range(values.shape[1]))
@@ -205,7 +206,7 @@ def receptive_fields(image: Tensor | np.ndarray, h1_unit: tuple[int, int],
         last = min(STRIDE * i - PAD_BEFORE + KERNEL - 1, size // STRIDE - 1)
         return h1_rows(first)[0], h1_rows(last)[1]
 
-    fig = _figure(4.6, 4.4)
+    fig = figure(4.6, 4.4)
     ax = fig.subplots()
     ax.imshow(canvas, cmap=INK, vmin=-1, vmax=1, extent=extent)
     border = Rectangle((-0.5, -0.5), size, size, fill=False, edgecolor="#888888", linewidth=1,
@@ -246,7 +247,7 @@ def learning_curves(history: History, paper: Mapping[str, tuple[float, float]] |
     open markers at the last pass.
     """
     passes = [r.pass_index for r in history.passes]
-    fig = _figure(9.0, 3.4)
+    fig = figure(9.0, 3.4)
     left, right = fig.subplots(1, 2)
     for name, colour in (("train", TRAIN_COLOUR), ("test", TEST_COLOUR)):
         mse = [getattr(r, name).mse for r in history.passes]
@@ -278,7 +279,7 @@ def kernels(weights: Tensor | np.ndarray, ncols: int = 6) -> Figure:
     limit = float(np.abs(values).max()) or 1.0
     count = len(values)
     nrows = -(-count // ncols)
-    fig = _figure(1.15 * ncols + 0.9, 1.25 * nrows)
+    fig = figure(1.15 * ncols + 0.9, 1.25 * nrows)
     axes, used = _tiles(fig, count, ncols)
     image = None
     for index, ax in enumerate(used):
@@ -300,7 +301,7 @@ def feature_maps(image: Tensor | np.ndarray, states: Mapping[str, Tensor | np.nd
     out = _numpy(states["out"]).reshape(-1)
     maps = len(h1)
     limit = TANH_AMPLITUDE
-    fig = _figure(11.0, 6.2)
+    fig = figure(11.0, 6.2)
     top, middle, bottom = np.asarray(fig.subfigures(3, 1, height_ratios=[1.5, 1.0, 1.0])).flat
     ax_in, ax_h3, ax_out = top.subplots(1, 3, width_ratios=[1.0, 2.6, 1.6])
     ax_in.imshow(picture, cmap=INK, vmin=-1, vmax=1)
@@ -350,7 +351,7 @@ def confusion_matrix(labels: Tensor | np.ndarray, predicted: Tensor | np.ndarray
     matrix = np.zeros((classes, classes), dtype=int)
     np.add.at(matrix, (truth, guess), 1)
     off_diagonal = np.ma.masked_array(matrix, mask=np.eye(classes, dtype=bool))
-    fig = _figure(5.6, 4.8)
+    fig = figure(5.6, 4.8)
     ax = fig.subplots()
     # White where there is nothing to see: the diagonal, and confusions that never happen.
     blank = np.eye(classes, dtype=bool) | (matrix == 0)
@@ -383,7 +384,7 @@ def rejection_curves(curves: Mapping[str, RejectionCurve], target: float = 0.01,
     ``paper`` maps a label to the paper's rejection at ``target`` error (a star is drawn);
     ``marks`` maps a curve's label to its own rejection at ``target`` (a dot).
     """
-    fig = _figure(6.4, 4.0)
+    fig = figure(6.4, 4.0)
     ax = fig.subplots()
     colours = [TEST_COLOUR, TRAIN_COLOUR, "#2ca02c", "#9467bd"]
     for index, ((name, curve), colour) in enumerate(zip(curves.items(), colours)):

@@ -87,8 +87,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import Digits
-from .model import (
+from ..data import Digits
+from ..nets import (
     BACKGROUND,
     PAD_AFTER,
     PAD_BEFORE,

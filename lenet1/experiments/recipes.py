@@ -1,0 +1,307 @@
+"""What one run of the modern study is, and how it is trained and cached.
+
+A :class:`Recipe` is everything that decides a run's numbers besides the seed and the data;
+:func:`initial_network` draws its first weights (the paper's, uniform +-2.4/F, exactly as
+:func:`lenet1.experiments.runs.make_model` draws them, so every recipe of one seed starts from
+the same weights). :class:`Runner` trains a recipe on a seed, or reloads it from the one cache
+(:mod:`lenet1.experiments.cache`, kind ``modern``): each entry holds ``history.json``,
+``result.json`` (the measured wall time, whether it diverged) and the final weights, from which
+test-time augmentation is evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Digits
+from ..engine import FastEngine
+from ..nets import ModernLeNet1
+from ..train.minibatch import (
+    ModernConfig,
+    ModernHistory,
+    place_coded,
+    predict_shifted,
+    train_minibatch,
+)
+from ..train.online import SGD, History, Metrics, metrics_of, predict, train_online
+from . import cache
+
+VALIDATION_FRACTION = 0.2
+VALIDATION_SEED = 0
+TRAINERS = ("online", "minibatch")
+EVALUATIONS = ("test", "validation")
+
+# --- what a run does ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a run's numbers, besides the seed and the data.
+
+    ``trainer="online"`` is :func:`lenet1.train.train_online` (one update per pattern, the
+    patterns in the file's order, plain SGD on the MSE, scaled tanh units: the paper's loop) and
+    allows nothing else; ``"minibatch"`` is :func:`lenet1.modern.train_minibatch`, which at batch
+    1 with SGD on the MSE and no shuffling does the same arithmetic (``tests/test_modern.py``).
+    ``tta`` is evaluation only: the outputs averaged over every translation of up to ``tta``
+    pixels (:func:`lenet1.modern.predict_shifted`); it does not change the training.
+    """
+
+    trainer: str = "online"
+    unit: str = "scaled_tanh"
+    output: str = "squashed"
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 0.03
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    batch_size: int = 1
+    passes: int = 23
+    shuffle: bool = False
+    translate: int = 0
+    rotate: float = 0.0
+    scale: float = 0.0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    ema: float = 0.0
+    tta: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        if not isinstance(self.tta, int) or isinstance(self.tta, bool) or not 0 <= self.tta <= 4:
+            raise ValueError(f"tta must be a whole number of pixels in 0..4, got {self.tta!r}")
+        if self.trainer == "online":
+            differ = [f.name for f in dataclasses.fields(Recipe)
+                      if f.name not in ("lr", "passes", "tta", "trainer")
+                      and getattr(self, f.name) != f.default]
+            if differ:
+                raise ValueError(f"the online trainer is the paper's loop and cannot change "
+                                 f"{', '.join(differ)}: use trainer='minibatch'")
+        else:
+            self.modern_config(0)  # raises on a bad optimiser, schedule, loss, ...
+            if (self.loss == "cross_entropy") != (self.output == "logits"):
+                raise ValueError(f"the {self.loss} loss needs "
+                                 f"{'logits' if self.loss == 'cross_entropy' else 'squashed'} "
+                                 f"outputs, got {self.output!r}")
+            ModernLeNet1(unit=self.unit, output=self.output,  # type: ignore[arg-type]
+                         dropout=self.dropout, init="fan_in", seed=0)
+
+    def changed(self, changes: Mapping[str, Any]) -> Recipe:
+        """A copy with ``changes`` applied; unknown field names are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def diff(self, other: Recipe) -> dict[str, Any]:
+        """The fields whose values differ in ``other``, with ``other``'s values."""
+        return {f.name: getattr(other, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)}
+
+    def training(self) -> dict[str, Any]:
+        """The fields that decide the trained weights (all but the evaluation's ``tta``)."""
+        values = asdict(self)
+        values.pop("tta")
+        return values
+
+    def capped(self, max_passes: int | None) -> Recipe:
+        if max_passes is None or self.passes <= max_passes:
+            return self
+        return dataclasses.replace(self, passes=max_passes)
+
+    def modern_config(self, seed: int) -> ModernConfig:
+        return ModernConfig(loss=self.loss, label_smoothing=self.label_smoothing,
+                            optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
+                            weight_decay=self.weight_decay, schedule=self.schedule,
+                            batch_size=self.batch_size, passes=self.passes, shuffle=self.shuffle,
+                            translate=self.translate, rotate=self.rotate, scale=self.scale,
+                            ema=self.ema, seed=seed)
+
+    def network(self) -> nn.Module:
+        """The network this recipe trains, with placeholder weights (the real initial ones:
+        :func:`initial_network`); the global random state is left alone."""
+        if self.trainer == "online":
+            from ..nets import build_model
+
+            with torch.random.fork_rng(devices=[]):
+                return build_model("lenet1", unit="scaled_tanh", init="fan_in", table="block")
+        return ModernLeNet1(unit=self.unit, output=self.output,  # type: ignore[arg-type]
+                            dropout=self.dropout, init="fan_in", seed=0)
+
+
+PAPER_RECIPE = Recipe()
+
+
+def initial_network(recipe: Recipe, seed: int) -> nn.Module:
+    """The recipe's network holding the paper's initial weights for ``seed``: the weights
+    :func:`lenet1.runs.make_model` draws for ``RunConfig(seed=seed)``, whatever the units.
+    The global random state is left as it was."""
+    from .runs import RunConfig, make_model
+
+    with torch.random.fork_rng(devices=[]):
+        paper = make_model(RunConfig(seed=seed))
+    model = recipe.network()
+    model.load_state_dict(paper.state_dict())
+    return model
+
+
+
+# --- how big a study is -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of everything: ``train_size`` first training digits (None: all 7,291),
+    at most ``max_passes`` passes, candidates judged on the first ``selection_seeds`` seeds."""
+
+    train_size: int | None = None
+    max_passes: int | None = None
+    selection_seeds: int = 2
+
+    def key(self) -> dict[str, Any]:
+        return {"train_size": self.train_size}
+
+
+FULL = Scale()
+QUICK = Scale(train_size=300, max_passes=2, selection_seeds=1)
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """One trained network's figures. ``test`` is the evaluation set's (the test set, or the
+    validation split), with test-time augmentation if the recipe asks for it; ``seconds`` is
+    the measured wall time of the training call, per-pass evaluation included; ``fresh``: it
+    was trained by this call rather than reloaded."""
+
+    recipe: Recipe
+    seed: int
+    evaluation: str
+    history: History
+    seconds: float
+    train: Metrics
+    test: Metrics
+    path: Path | None = None
+    fresh: bool = False
+    diverged: bool = False
+
+
+def run_spec(recipe: Recipe, seed: int, evaluation: str, scale: Scale) -> dict[str, Any]:
+    """Everything besides the code that decides a run's weights: its cache specification."""
+    spec: dict[str, Any] = {"recipe": recipe.training(), "seed": seed, "data": "usps",
+                            "evaluation": evaluation, **scale.key()}
+    if evaluation == "validation":
+        spec["validation"] = [VALIDATION_FRACTION, VALIDATION_SEED]
+    if recipe.trainer == "online":
+        spec["engine"] = "fast"
+    return spec
+
+
+def _final_metrics(recipe: Recipe, model: nn.Module, digits: Digits) -> Metrics:
+    if recipe.tta:
+        outputs = predict_shifted(model, digits.images, recipe.tta)
+    else:
+        outputs = place_coded(model, predict(model, digits.images))
+    return metrics_of(outputs, digits.labels)
+
+
+class Runner:
+    """Trains or reloads runs through the cache (:mod:`lenet1.experiments.cache`, kind
+    ``modern``). Each entry holds ``history.json``, ``result.json`` (wall time, whether it
+    diverged, threads) and, unless it diverged, ``weights.safetensors``."""
+
+    KIND = "modern"
+
+    def __init__(self, root: str | Path | None, sets: Mapping[str, tuple[Digits, Digits]],
+                 scale: Scale, log: Callable[[str], None] | None = None) -> None:
+        self.root = root
+        # Taken once: every run of one study is keyed by the same code, even if the source
+        # changes while it trains.
+        self.code = cache.code_key()
+        self.sets = sets
+        self.scale = scale
+        self.log = log or (lambda message: None)
+
+    def folder(self, recipe: Recipe, seed: int, evaluation: str) -> Path:
+        kind = "online" if recipe.trainer == "online" else f"b{recipe.batch_size}"
+        return cache.folder_of(self.KIND, f"{evaluation[:3]}-{kind}-s{seed}",
+                               run_spec(recipe, seed, evaluation, self.scale), self.root,
+                               self.code)
+
+    def run(self, recipe: Recipe, seed: int, evaluation: str) -> RunResult:
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+        recipe = recipe.capped(self.scale.max_passes)
+        train, judged = self.sets[evaluation]
+        folder = self.folder(recipe, seed, evaluation)
+        fresh = False
+        if not cache.is_complete(folder, ("result.json", "history.json")):
+            self._train(recipe, seed, evaluation, folder)
+            fresh = True
+        saved = json.loads((folder / "result.json").read_text())
+        history_type = ModernHistory if recipe.trainer == "minibatch" else History
+        history = history_type.from_json(json.loads((folder / "history.json").read_text()))
+        if saved["diverged"]:
+            nan = Metrics(math.nan, 1.0, len(judged), len(judged))
+            return RunResult(recipe, seed, evaluation, history, saved["seconds"],
+                             Metrics(math.nan, 1.0, len(train), len(train)), nan, folder, fresh,
+                             diverged=True)
+        if recipe.tta:
+            from safetensors.torch import load_file
+
+            model = recipe.network()
+            model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+            train_metrics = _final_metrics(recipe, model, train)
+            test_metrics = _final_metrics(recipe, model, judged)
+        else:
+            train_metrics, test_metrics = history.final.train, history.final.test
+        return RunResult(recipe, seed, evaluation, history, saved["seconds"], train_metrics,
+                         test_metrics, folder, fresh)
+
+    def _train(self, recipe: Recipe, seed: int, evaluation: str, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        train, judged = self.sets[evaluation]
+        model = initial_network(recipe, seed)
+        start = time.perf_counter()
+        diverged = False
+        history: History
+        try:
+            if recipe.trainer == "online":
+                history = train_online(model, train, judged, recipe.passes, SGD(recipe.lr),
+                                       FastEngine())
+            else:
+                history = train_minibatch(model, train, judged, recipe.modern_config(seed))
+        except FloatingPointError:
+            diverged, history = True, History()
+        seconds = time.perf_counter() - start
+
+        def write(partial: Path) -> None:
+            cache.write_json(partial / "result.json", {"seconds": seconds, "diverged": diverged,
+                                                       "threads": torch.get_num_threads()})
+            cache.write_json(partial / "history.json", history.to_json())
+            if not diverged:
+                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                          str(partial / "weights.safetensors"))
+
+        cache.store(folder, self.KIND, run_spec(recipe, seed, evaluation, self.scale), write,
+                    self.code)
+        final = history.final.test if history.passes else None
+        outcome = "diverged" if final is None else f"{100 * final.error:.2f}% ({final.misses})"
+        self.log(f"  trained {folder.name}: {outcome} on {evaluation} in {seconds:.1f} s")
+
+

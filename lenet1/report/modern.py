@@ -1,0 +1,202 @@
+"""The modern study's tables (pandas), figures (matplotlib) and plain-text report.
+
+Everything here formats what :mod:`lenet1.experiments.modern` computed; nothing trains.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..experiments.modern import Study, describe, dsp_seconds
+from ..experiments.recipes import PAPER_RECIPE
+from ..facts import PAPER, PASSES, TRAIN_DIGITS, TRAINING_TIME
+from .plots import PAPER_COLOUR, TEST_COLOUR, TRAIN_COLOUR
+
+
+def step_rows(study: Study) -> list[dict[str, str]]:
+    """The table's rows as text: the paper's quoted figures, then every step."""
+    paper_dsp = dsp_seconds(PAPER_RECIPE, TRAIN_DIGITS)
+    rows = [{"step": "-", "change": "the paper (1989), as reported", "passes": f"{PASSES}",
+             "batch": "1", "test error": f"{100 * PAPER['lenet1']['test_error']:.1f}%",
+             "seed range": "", "vs previous step": "", "test misses": f"{PAPER['lenet1']['test_misses']:.0f}",
+                 "train error": f"{100 * PAPER['lenet1']['train_error']:.2f}%",
+             "wall time per run": TRAINING_TIME, "DSP board": _duration(paper_dsp),
+             "Karpathy 2022 (MNIST stand-in)": ""}]
+    for s in study.steps:
+        karpathy = f"{100 * s.karpathy[1]:.2f}% ({s.karpathy[0]})" if s.karpathy else ""
+        title = s.title
+        if s.changed and s.name in {sel.step for sel in study.selections}:
+            title = f"{s.title}: {describe(_chosen(study, s.name))}"
+        rows.append({
+            "step": str(s.index), "change": title, "passes": str(s.recipe.passes),
+            "batch": str(s.recipe.batch_size),
+            "test error": f"{100 * s.mean:.2f} ± {100 * s.std:.2f}%",
+            "seed range": f"{100 * s.low:.2f}-{100 * s.high:.2f}%",
+            "vs previous step": _points(study.paired_change(s.index)),
+            "test misses": f"{s.mean_misses:.1f} ({min(s.test_misses)}-{max(s.test_misses)})",
+            "train error": f"{100 * s.train_mean:.2f}%",
+            "wall time per run": f"{s.mean_seconds:.1f} s",
+            "DSP board": _duration(s.dsp_seconds),
+            "Karpathy 2022 (MNIST stand-in)": karpathy})
+    return rows
+
+
+def _chosen(study: Study, step: str) -> dict[str, Any]:
+    return next(sel.choice for sel in study.selections if sel.step == step)
+
+
+def step_table(study: Study) -> pd.DataFrame:
+    """The rows as a pandas DataFrame (pandas comes with the book's extras)."""
+    return pd.DataFrame(step_rows(study)).set_index("step")
+
+
+def selection_rows(study: Study) -> list[dict[str, str]]:
+    rows = []
+    for sel in study.selections:
+        for i, candidate in enumerate(sel.candidates):
+            errors = [100 * e for e in sel.errors[i]]
+            rows.append({
+                "step": sel.step, "candidate": describe(candidate) if candidate else
+                "(previous recipe: kept if nothing beats it)",
+                "validation error": " / ".join(f"{e:.2f}%" for e in errors),
+                "mean": f"{statistics.fmean(errors):.2f}%",
+                "chosen": "yes" if i == sel.chosen else ""})
+    return rows
+
+
+def selection_table(study: Study) -> pd.DataFrame:
+    return pd.DataFrame(selection_rows(study)).set_index(["step", "candidate"])
+
+
+def _points(change: tuple[float, float] | None) -> str:
+    if change is None:
+        return ""
+    mean, std = change
+    spread = f" ± {100 * std:.2f}" if math.isfinite(std) else ""
+    return f"{100 * mean:+.2f}{spread}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_rows(rows: Sequence[Mapping[str, str]]) -> str:
+    """Rows of text as an aligned plain-text table."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = [" | ".join(c.ljust(widths[c]) for c in columns),
+             "-+-".join("-" * widths[c] for c in columns)]
+    lines += [" | ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def plot_path(study: Study) -> Any:
+    """Left: test error at every step, each seed a dot, the mean a line, with the paper's 5.0%
+    and Karpathy's reported path on his MNIST stand-in. Right: wall time per run on this
+    machine and the same arithmetic on the paper's DSP board."""
+    from matplotlib.figure import Figure
+
+    steps = study.steps
+    x = list(range(len(steps)))
+    figure = Figure(figsize=(10.5, 4.0), layout="constrained", facecolor="white")
+    error_axes, time_axes = figure.subplots(1, 2, width_ratios=[1.6, 1])
+    for s in steps:
+        error_axes.scatter([s.index] * len(s.test_errors), [100 * e for e in s.test_errors],
+                           s=14, color=TEST_COLOUR, alpha=0.35, linewidths=0, zorder=2)
+    error_axes.plot(x, [100 * s.mean for s in steps], "-o", color=TEST_COLOUR, ms=5, zorder=3,
+                    label=f"this book, mean of {len(study.seeds)} seeds (dots: each seed)")
+    error_axes.plot([0], [100 * PAPER['lenet1']['test_error']], "*", color=PAPER_COLOUR, ms=13, zorder=4,
+                    label="the paper, 1989 (reported)")
+    his = [(s.index, 100 * s.karpathy[1]) for s in steps if s.karpathy]
+    if his:
+        error_axes.plot(*zip(*his), "--s", color=TRAIN_COLOUR, mfc="white", ms=6, zorder=3,
+                        label="Karpathy 2022, on his MNIST stand-in (reported)")
+    labels = [f"{s.index} {s.label}" for s in steps]
+    error_axes.set_xticks(x, labels, rotation=35, ha="right")
+    error_axes.set_ylabel("test error (%)")
+    error_axes.set_ylim(bottom=0)
+    error_axes.grid(axis="y", alpha=0.3)
+    error_axes.legend(loc="lower left", frameon=False)
+    time_axes.bar([i - 0.2 for i in x], [s.mean_seconds for s in steps], width=0.4,
+                  color=TEST_COLOUR, label="wall time per run, this machine (1 thread)")
+    time_axes.bar([i + 0.2 for i in x], [s.dsp_seconds for s in steps], width=0.4,
+                  color=PAPER_COLOUR, alpha=0.6, label="same arithmetic on the DSP-32C board")
+    time_axes.set_yscale("log")
+    longest = max(max(s.mean_seconds, s.dsp_seconds) for s in steps)
+    time_axes.set_ylim(1, longest * 30)  # room for the legend above the bars
+    time_axes.set_xticks(x, labels, rotation=35, ha="right")
+    time_axes.set_ylabel("training time (s)")
+    for seconds, text in ((60, "1 min"), (3600, "1 h")):
+        if seconds < longest * 10:
+            time_axes.axhline(seconds, color="0.7", lw=0.8, zorder=0)
+            time_axes.text(-0.5, seconds, text, va="bottom", ha="left", fontsize=8,
+                           color="0.4")
+    time_axes.legend(loc="upper left", frameon=False, fontsize=8)
+    return figure
+
+
+def plot_curves(study: Study) -> Any:
+    """Test error after every pass, averaged over the seeds, one curve per trained recipe, so
+    the effect of each change can be seen along the way, not only at the end."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    figure = Figure(figsize=(7.0, 4.0), layout="constrained", facecolor="white")
+    axes = figure.subplots()
+    colours = colormaps["viridis"]
+    drawn: set[tuple[Path | None, ...]] = set()
+    for s in study.steps:
+        runs = [r for r in study.runs if r.evaluation == "test" and r.recipe == s.recipe]
+        paths = tuple(r.path for r in runs)
+        if not runs or paths in drawn:  # an evaluation-only step trains nothing new
+            continue
+        drawn.add(paths)
+        count = min(len(r.history.passes) for r in runs)
+        passes = [runs[0].history.passes[i].pass_index for i in range(1, count)]
+        errors = [100 * statistics.fmean(r.history.passes[i].test.error for r in runs)
+                  for i in range(1, count)]
+        axes.plot(passes, errors, color=colours(0.9 * s.index / max(1, len(study.steps) - 1)),
+                  label=f"{s.index} {s.label}")
+    axes.axhline(100 * PAPER['lenet1']['test_error'], color="0.4", ls=":", lw=1)
+    axes.text(1, 100 * PAPER['lenet1']['test_error'], "the paper's 5.0%", va="bottom", fontsize=8,
+              color="0.3")
+    axes.set_yscale("log")
+    ticks = [1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 60, 80]
+    axes.yaxis.set_major_locator(FixedLocator(ticks))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    axes.set_xlabel("pass")
+    axes.set_ylabel(f"test error (%, log scale), mean of {len(study.seeds)} seeds")
+    axes.legend(ncol=2, frameon=False, fontsize=8)
+    return figure
+
+
+# --- plain text -------------------------------------------------------------------------------
+
+
+def report(study: Study) -> str:
+    """The study's tables and its final recipe, as plain text."""
+    best = study.final()
+    final = (f"final recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
+             f"{100 * best.std:.2f}% test error, seeds {100 * best.low:.2f}-"
+             f"{100 * best.high:.2f}%, {best.mean_misses:.1f} misses of {best.test_count}")
+    compute = (f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
+               f"{study.fresh_seconds:.0f} s; online engine: {study.engine}")
+    return "\n\n".join([format_rows(step_rows(study)), format_rows(selection_rows(study)),
+                        final + "\n" + compute])

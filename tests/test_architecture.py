@@ -1,0 +1,195 @@
+"""The package's shape: imports point downward only, and the cache key covers only what
+changes numbers."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lenet1.experiments import cache
+
+PACKAGE = Path(cache.__file__).resolve().parent.parent
+
+# Lower layers never import higher ones. Within one layer, modules may import each other
+# only inside the same folder (e.g. experiments.paper -> experiments.runs), and never in a circle.
+LAYERS = {
+    "__init__": 0, "facts": 0, "threads": 0,
+    "data": 1,
+    "nets": 2,
+    "augment": 3, "rejection": 3, "accounting": 3,
+    "engine": 4,
+    "train": 5,
+    "experiments": 6,
+    "report": 7,
+    "cli": 8,
+    "__main__": 9,
+}
+
+
+def _module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, root: Path = PACKAGE) -> set[str]:
+    """Every lenet1 module ``path`` imports, at module level or inside a function."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "lenet1"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "lenet1":
+                continue
+            # "from . import x" names a module, not an attribute.
+            for alias in node.names:
+                candidate = f"{module}.{alias.name}"
+                found.add(candidate if _is_module(candidate, root) else module)
+    return found
+
+
+def _is_module(name: str, root: Path = PACKAGE) -> bool:
+    path = root.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _component(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) - {_module_name(p)} for p in package.rglob("*.py")}
+
+
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for source, targets in graph.items():
+        for target in targets:
+            low, high = LAYERS[_component(target)], LAYERS[_component(source)]
+            if low > high or (low == high and _component(source) != _component(target)):
+                problems.append(f"{source} imports {target}")
+    return problems
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_every_component_has_a_layer():
+    assert {_component(m) for m in _graph()} <= set(LAYERS)
+
+
+def test_imports_point_downward_and_form_no_circle():
+    graph = _graph()
+    assert _violations(graph) == []
+    assert _circle(graph) is None
+
+
+def test_the_checks_catch_an_upward_import_and_a_circle():
+    graph = _graph()
+    graph["lenet1.experiments.paper"] = graph["lenet1.experiments.paper"] | {"lenet1.report.plots"}
+    assert _violations(graph) == ["lenet1.experiments.paper imports lenet1.report.plots"]
+    graph = {"lenet1.train.online": {"lenet1.train.sdlm"}, "lenet1.train.sdlm": {"lenet1.train.online"}}
+    assert _circle(graph) is not None
+
+
+def test_a_relative_import_inside_a_function_is_seen(tmp_path):
+    package = tmp_path / "lenet1"
+    (package / "report").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "report" / "__init__.py").write_text("")
+    (package / "cli.py").write_text("")
+    (package / "report" / "x.py").write_text("def f():\n    from ..cli import main\n")
+    assert _imports(package / "report" / "x.py", package) == {"lenet1.cli"}
+
+
+# --- the cache key --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def package_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "lenet1"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+@pytest.mark.parametrize("module", ["engine/lanes.py", "nets.py", "train/online.py",
+                                    "train/minibatch.py", "data.py", "experiments/runs.py"])
+def test_editing_what_computes_changes_the_key(package_copy, module):
+    before = cache.code_key(package_copy)
+    _append(package_copy / module, "\n_EDITED = 1\n")
+    assert cache.code_key(package_copy) != before
+
+
+@pytest.mark.parametrize("module", ["report/plots.py", "report/paper.py", "cli.py", "facts.py",
+                                    "experiments/paper.py"])
+def test_editing_the_presentation_keeps_the_key(package_copy, module):
+    before = cache.code_key(package_copy)
+    _append(package_copy / module, "\n_EDITED = 1\n")
+    assert cache.code_key(package_copy) == before
+
+
+def test_a_docstring_or_comment_keeps_the_key(package_copy):
+    before = cache.code_key(package_copy)
+    path = package_copy / "engine" / "single.py"
+    source = path.read_text()
+    assert source.startswith('"""')
+    path.write_text('"""A different docstring."""\n# a comment\n' + source.split('"""', 2)[2])
+    assert cache.code_key(package_copy) == before
+
+
+def test_every_run_folder_follows_the_code_key(tmp_path):
+    spec = {"seed": 0}
+    one = cache.folder_of("online", "x", spec, tmp_path, code="0" * 16)
+    assert one.parent == tmp_path / "online"
+    assert cache.folder_of("online", "x", spec, tmp_path, code="0" * 16) == one
+    assert cache.folder_of("online", "x", spec, tmp_path, code="1" * 16) != one
+    assert cache.folder_of("online", "x", {"seed": 1}, tmp_path, code="0" * 16) != one
+
+
+def test_store_is_atomic(tmp_path):
+    folder = cache.folder_of("online", "x", {}, tmp_path, code="0" * 16)
+
+    def broken(partial: Path) -> None:
+        (partial / "history.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.store(folder, "online", {}, broken, code="0" * 16)
+    assert not folder.exists() and not cache.is_complete(folder, ("history.json",))
+    cache.store(folder, "online", {}, lambda p: (p / "history.json").write_text("{}"),
+                code="0" * 16)
+    assert cache.is_complete(folder, ("history.json",))
+    assert cache.read_key(folder) == {"kind": "online", "spec": {}, "code": "0" * 16}

@@ -1,0 +1,22 @@
+"""The benchmarks still run (a smoke test: their timings belong to them, not to the tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import requires_data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@requires_data
+def test_engine_benchmark_runs_one_small_pass():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--passes", "1",
+         "--patterns", "200", "--reference-patterns", "20", "--replicas", "3", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| fast | 200 |" in done.stdout and "protocol: 1 passes" in done.stdout
+    assert done.stdout.splitlines()[-2].startswith("pass  1")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -105,3 +106,29 @@ def test_cached_run_trains_once_then_reloads(tmp_path):
     assert first.path == again.path and (first.path / "history.json").is_file()
     assert again.history.to_json() == first.history.to_json()
     assert cached_run(RunConfig(passes=0, seed=2), root=tmp_path).path != first.path
+
+
+def test_recording_only_the_last_pass_keeps_the_weights_and_the_last_record():
+    from lenet1.train.online import train_replicas
+
+    train, test = random_digits(120, 0), random_digits(40, 1)
+
+    def run(record_every: bool) -> tuple[list[LeNet1], list]:
+        torch.manual_seed(0)
+        models = [LeNet1() for _ in range(3)]
+        rules = [SGD(0.03), SGD(0.01), SGD(1e36)]  # the last overflows: it diverges
+        histories = train_replicas(models, train, test, 3, rules, threads=1,
+                                   stop_on_divergence=False, record_every=record_every)
+        return models, histories
+
+    every_models, every = run(True)
+    last_models, last = run(False)
+    assert [len(h.passes) for h in every[:2]] == [4, 4]
+    assert [len(h.passes) for h in last[:2]] == [1, 1]
+    for a, b, ha, hb in zip(every_models[:2], last_models[:2], every[:2], last[:2]):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                    b.state_dict().values()))
+        assert ha.final == hb.final
+    # The diverged replica stops in both, at a pass before the last, its state recorded.
+    assert not math.isfinite(every[2].final.train.mse) and not math.isfinite(last[2].final.train.mse)
+    assert every[2].final.pass_index < 3 and last[2].final.pass_index < 3

@@ -28,6 +28,7 @@ board) and one :class:`Selection` per open choice. Command line::
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from ..accounting import multiply_adds
-from ..data import Digits, load, validation_split
 from ..facts import KARPATHY_PATH
 from ..nets import ModernLeNet1
 from ..threads import torch_threads
@@ -43,12 +43,11 @@ from .recipes import (
     FULL,
     PAPER_RECIPE,
     QUICK,
-    VALIDATION_FRACTION,
-    VALIDATION_SEED,
     Recipe,
     Runner,
     RunResult,
     Scale,
+    study_sets,
 )
 from .stats import sample_std
 
@@ -308,50 +307,45 @@ def paired_change(before: StepSummary, after: StepSummary) -> tuple[float, float
     return statistics.fmean(differences), sample_std(differences)
 
 
-def study_sets(scale: Scale, data_root: str | None = None) -> dict[str, tuple[Digits, Digits]]:
-    """(training digits, judged digits) for the test runs and for the validation runs."""
-    split = load("usps", data_root)
-    train = split.train if scale.train_size is None else \
-        split.train.subset(slice(0, scale.train_size))
-    return {"test": (train, split.test),
-            "validation": validation_split(train, VALIDATION_FRACTION, VALIDATION_SEED)}
-
-
 def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
               steps: Sequence[Step] = STEPS, scale: Scale | None = None,
               root: str | Path | None = None, data_root: str | None = None,
-              log: Callable[[str], None] | None = None) -> Study:
+              log: Callable[[str], None] | None = None, workers: int | None = None
+              ) -> Study:
     """Every step on every seed, with every open choice decided on the validation split.
 
-    Trains what ``root`` (default :func:`lenet1.runs.runs_root`) lacks and reloads the rest.
-    ``quick`` shrinks everything (:data:`QUICK`: 300 training digits, 2 passes, one selection
-    seed) for tests and the notebook's quick mode; ``scale`` overrides it. Runs on one thread.
+    Trains what ``root`` (default :func:`lenet1.experiments.cache.runs_root`) lacks and reloads
+    the rest. ``quick`` shrinks everything (:data:`QUICK`: 300 training digits, 2 passes, one
+    selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. Each run
+    trains on one thread; the missing runs of a step train side by side in ``workers`` processes
+    (default: one per core), which gives each the numbers it gets alone.
     """
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     scale = scale or (QUICK if quick else FULL)
     sets = study_sets(scale, data_root)
-    runner = Runner(root, sets, scale, log)
+    workers = workers if workers is not None else os.cpu_count() or 1
     selection_seeds = seeds[:max(1, scale.selection_seeds)]
     summaries: list[StepSummary] = []
     selections: list[Selection] = []
     runs: list[RunResult] = []
     recipe: Recipe | None = None
     patterns = len(sets["test"][0])
-    with torch_threads(1):
+    with torch_threads(1), Runner(root, sets, scale, log, data_root, workers) as runner:
         for index, step in enumerate(steps):
             previous = recipe
             base = (recipe or PAPER_RECIPE).changed(step.changes)
             if step.choices:
                 candidates: list[dict[str, Any]] = ([{}] if not step.changes else []) + [dict(c) for c in step.choices]
-                errors, mse = [], []
-                for candidate in candidates:
-                    judged = [runner.run(base.changed(candidate), s, "validation")
-                              for s in selection_seeds]
-                    runs.extend(judged)
-                    errors.append(tuple(r.test.error for r in judged))
-                    mse.append(tuple(r.test.mse for r in judged))
+                judged = runner.run_all([(base.changed(candidate), s, "validation")
+                                         for candidate in candidates for s in selection_seeds])
+                runs.extend(judged)
+                per = len(selection_seeds)
+                errors = [tuple(r.test.error for r in judged[i:i + per])
+                          for i in range(0, len(judged), per)]
+                mse = [tuple(r.test.mse for r in judged[i:i + per])
+                       for i in range(0, len(judged), per)]
                 chosen = choose(candidates, errors, mse)
                 selections.append(Selection(step.name, tuple(candidates), tuple(errors),
                                             tuple(mse), selection_seeds,
@@ -360,7 +354,7 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                 if log:
                     log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
             recipe = base
-            results = [runner.run(recipe, s, "test") for s in seeds]
+            results = runner.run_all([(recipe, s, "test") for s in seeds])
             if any(r.diverged for r in results):
                 raise FloatingPointError(f"step {step.name} diverged on the training set")
             runs.extend(results)

@@ -91,7 +91,7 @@ def plan_for(quick: bool) -> Plan:
 def diverged(run: Run) -> bool:
     """A run whose history stops before its last pass, or ends on a non-finite MSE."""
     final = run.history.final
-    return (len(run.history.passes) < run.config.passes + 1
+    return (final.pass_index < run.config.passes
             or not math.isfinite(final.train.mse) or not math.isfinite(final.test.mse))
 
 
@@ -116,7 +116,7 @@ def base_config(model: str, optimizer: str, plan: Plan) -> RunConfig:
 def calibration_grid(model: str, optimizer: str, plan: Plan) -> list[RunConfig]:
     """The grid's points (seed 0), every one on the held-out split of the training digits."""
     base = replace(base_config(model, optimizer, plan), holdout=plan.holdout,
-                   holdout_seed=HOLDOUT_SEED)
+                   holdout_seed=HOLDOUT_SEED, record="last")
     if optimizer == "sgd":
         return [replace(base, lr=lr) for lr in plan.sgd_lrs]
     return [replace(base, lr=eta, schedule=schedule, mu=mu)
@@ -196,7 +196,7 @@ class Calibration:
     @property
     def chosen(self) -> RunConfig:
         """The winning constants, on every training digit (the protocol's configuration)."""
-        return replace(self.best.config, holdout=0.0, holdout_seed=0)
+        return replace(self.best.config, holdout=0.0, holdout_seed=0, record="every")
 
 
 def calibrate(model: str, optimizer: str, plan: Plan, root: str | Path | None = None,
@@ -234,7 +234,8 @@ class Arm:
 def protocol(name: str, config: RunConfig, plan: Plan, root: str | Path | None = None,
              data_root: str | None = None, progress: Progress = None) -> Arm:
     full = [replace(config, seed=s) for s in range(plan.final_seeds)]
-    held = [replace(config, seed=s, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED)
+    held = [replace(config, seed=s, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
+                    record="last")
             for s in range(plan.final_seeds)]
     runs = train_runs(full + held, plan, root, data_root, progress)
     runs, holdout_runs = runs[:len(full)], runs[len(full):]
@@ -279,7 +280,8 @@ def ablations(baseline: Arm, plan: Plan, root: str | Path | None = None,
               data_root: str | None = None, progress: Progress = None) -> list[Ablation]:
     """Each variant of the calibrated SDLM network, on the held-out split; the first entry is
     the baseline itself (its held-out runs)."""
-    base = replace(baseline.config, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED)
+    base = replace(baseline.config, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
+                   record="last")
     variants = ablation_variants(plan)
     configs = [replace(base, seed=s, **changes)  # type: ignore[arg-type]
                for _, changes in variants

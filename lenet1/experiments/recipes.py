@@ -14,18 +14,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import Digits
+from ..data import Digits, load, validation_split
 from ..engine import FastEngine
 from ..nets import ModernLeNet1
+from ..threads import torch_threads
 from ..train.minibatch import (
     ModernConfig,
     ModernHistory,
@@ -219,22 +223,74 @@ def _final_metrics(recipe: Recipe, model: nn.Module, digits: Digits) -> Metrics:
     return metrics_of(outputs, digits.labels)
 
 
+def study_sets(scale: Scale, data_root: str | None = None) -> dict[str, tuple[Digits, Digits]]:
+    """(training digits, judged digits) for the test runs and for the validation runs."""
+    split = load("usps", data_root)
+    train = split.train if scale.train_size is None else \
+        split.train.subset(slice(0, scale.train_size))
+    return {"test": (train, split.test),
+            "validation": validation_split(train, VALIDATION_FRACTION, VALIDATION_SEED)}
+
+
 class Runner:
     """Trains or reloads runs through the cache (:mod:`lenet1.experiments.cache`, kind
     ``modern``). Each entry holds ``history.json``, ``result.json`` (wall time, whether it
-    diverged, threads) and, unless it diverged, ``weights.safetensors``."""
+    diverged, threads) and, unless it diverged, ``weights.safetensors``.
+
+    :meth:`run_all` trains the missing runs of a list side by side in ``workers`` processes
+    (each on one thread, as :meth:`run` trains them: the same numbers), then reloads them all.
+    """
 
     KIND = "modern"
 
     def __init__(self, root: str | Path | None, sets: Mapping[str, tuple[Digits, Digits]],
-                 scale: Scale, log: Callable[[str], None] | None = None) -> None:
-        self.root = root
+                 scale: Scale, log: Callable[[str], None] | None = None,
+                 data_root: str | None = None, workers: int = 1, code: str | None = None
+                 ) -> None:
+        self.root = cache.runs_root(root)
         # Taken once: every run of one study is keyed by the same code, even if the source
         # changes while it trains.
-        self.code = cache.code_key()
+        self.code = code or cache.code_key()
         self.sets = sets
         self.scale = scale
         self.log = log or (lambda message: None)
+        self.data_root = data_root
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def run_all(self, jobs: Sequence[tuple[Recipe, int, str]]) -> list[RunResult]:
+        """:meth:`run` for every ``(recipe, seed, evaluation)``, the missing ones trained in
+        parallel first (the results in order)."""
+        missing = []
+        for recipe, seed, evaluation in dict.fromkeys(jobs):
+            capped = recipe.capped(self.scale.max_passes)
+            folder = self.folder(capped, seed, evaluation)
+            if not cache.is_complete(folder, ("result.json", "history.json")):
+                missing.append((capped, seed, evaluation, folder))
+        if self.workers > 1 and len(missing) > 1:
+            if self._pool is None:
+                # spawn, not fork: a forked copy of a process that has started torch's thread
+                # pools can hang.
+                self._pool = ProcessPoolExecutor(min(self.workers, os.cpu_count() or 1),
+                                                 mp_context=get_context("spawn"))
+            futures = {self._pool.submit(_train_elsewhere, str(self.root), self.code,
+                                         self.scale, self.data_root, *job): job
+                       for job in missing}
+            for future in as_completed(futures):
+                future.result()  # a worker's error is raised here
+                self._log_trained(futures[future][3], futures[future][2])
+            fresh = {job[3] for job in missing}
+            results = [self.run(*job) for job in jobs]
+            return [replace(r, fresh=True) if r.path in fresh else r for r in results]
+        return [self.run(*job) for job in jobs]
 
     def folder(self, recipe: Recipe, seed: int, evaluation: str) -> Path:
         kind = "online" if recipe.trainer == "online" else f"b{recipe.batch_size}"
@@ -300,8 +356,22 @@ class Runner:
 
         cache.store(folder, self.KIND, run_spec(recipe, seed, evaluation, self.scale), write,
                     self.code)
+        self._log_trained(folder, evaluation)
+
+    def _log_trained(self, folder: Path, evaluation: str) -> None:
+        saved = json.loads((folder / "result.json").read_text())
+        history = History.from_json(json.loads((folder / "history.json").read_text()))
         final = history.final.test if history.passes else None
         outcome = "diverged" if final is None else f"{100 * final.error:.2f}% ({final.misses})"
-        self.log(f"  trained {folder.name}: {outcome} on {evaluation} in {seconds:.1f} s")
+        self.log(f"  trained {folder.name}: {outcome} on {evaluation} in "
+                 f"{saved['seconds']:.1f} s")
+
+
+def _train_elsewhere(root: str, code: str, scale: Scale, data_root: str | None, recipe: Recipe,
+                     seed: int, evaluation: str, folder: Path) -> None:
+    """One run in a worker process: the same training as in the caller, on one thread."""
+    with torch_threads(1):
+        Runner(root, study_sets(scale, data_root), scale, code=code)._train(
+            recipe, seed, evaluation, folder)
 
 

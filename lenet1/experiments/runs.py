@@ -34,6 +34,7 @@ MODELS = ("lenet1", "fc40")
 OPTIMIZERS = ("sgd", "sdlm")
 ENGINES = ("reference", "fast")
 SCHEDULES = ("constant", "1998")
+RECORDS = ("every", "last")
 DEFAULT_LR = {"sgd": 0.03, "sdlm": 0.0001}
 
 
@@ -69,10 +70,14 @@ class RunConfig:
     # report them in place of the test set, which such a run never sees.
     holdout: float = 0.0
     holdout_seed: int = 0
+    # "every": both sets evaluated before training and after every pass (learning curves);
+    # "last": after the last pass only, for sweeps that read only the end (the same weights and
+    # last record, without the evaluations nothing reads).
+    record: str = "every"
 
     def __post_init__(self) -> None:
         choices = {"model": MODELS, "unit": UNITS, "init": INITS, "optimizer": OPTIMIZERS,
-                   "engine": ENGINES, "bias_init": BIAS_INITS}
+                   "engine": ENGINES, "bias_init": BIAS_INITS, "record": RECORDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
@@ -163,7 +168,8 @@ def train_run(config: RunConfig, out: Path | None = None, data_root: str | None 
     train, evaluation = fit_and_evaluation_sets(config, data_root)
     model = make_model(config)
     history = train_online(model, train, evaluation, config.passes, make_rule(config),
-                           make_engine(config, progress), on_pass=on_pass, progress=progress)
+                           make_engine(config, progress), on_pass=on_pass, progress=progress,
+                           record_every=config.record == "every")
     if out is not None:
         save_run(out, config, model, history)
     return model, history
@@ -237,9 +243,10 @@ def cached_run(config: RunConfig, root: str | Path | None = None,
 
 
 def _replica_group(config: RunConfig) -> tuple[object, ...]:
-    # Replicas share the patterns (data, split) and the number of passes; their units, tables
-    # and step rules may differ.
-    return (config.data, config.model, config.passes, config.holdout, config.holdout_seed)
+    # Replicas share the patterns (data, split), the number of passes and what they record;
+    # their units, tables and step rules may differ.
+    return (config.data, config.model, config.passes, config.holdout, config.holdout_seed,
+            config.record)
 
 
 def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
@@ -281,7 +288,8 @@ def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
             models = [make_model(config) for config in group]
             histories = train_replicas(models, train, evaluation, group[0].passes,
                                        [make_rule(config) for config in group],
-                                       stop_on_divergence=stop_on_divergence)
+                                       stop_on_divergence=stop_on_divergence,
+                                       record_every=group[0].record == "every")
             for index, config, model, history in zip(chunk, group, models, histories):
                 folder = cache.store(run_folder(config, root), ONLINE, asdict(config),
                                      _write_run(config, model, history))

@@ -185,26 +185,31 @@ def format_record(record: PassRecord) -> str:
 def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
                  rule: StepRule, engine: Engine | None = None,
                  on_pass: Callable[[PassRecord], None] | None = None,
-                 progress: bool = False) -> History:
+                 progress: bool = False, record_every: bool = True) -> History:
     """Train ``model`` in place for ``passes`` passes over ``train`` in its own order.
 
-    Evaluates both sets before training and after every pass; ``on_pass`` sees each record.
+    Evaluates both sets before training and after every pass (``on_pass`` sees each record),
+    or with ``record_every=False`` after the last pass only (see :func:`_online_loop`).
     """
     engine = engine or ReferenceEngine(progress=progress)
 
-    def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]]) -> None:
+    def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]]
+                   ) -> list[float | None]:
         engine.train_pass(models[0], train.images, train.targets, steps[0])
+        return [getattr(engine, "last_loss", None)]
 
     return _online_loop([model], train, test, passes, [rule], train_pass,
                         lambda index, record: on_pass(record) if on_pass else None,
-                        threads=1, stop_on_divergence=True, progress=progress)[0]
+                        threads=1, stop_on_divergence=True, progress=progress,
+                        record_every=record_every)[0]
 
 
 def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, passes: int,
                    rules: Sequence[StepRule],
                    on_pass: Callable[[int, PassRecord], None] | None = None,
                    threads: int | None = None, stop_on_divergence: bool = True,
-                   group_cost: float | None = None) -> list[History]:
+                   group_cost: float | None = None, record_every: bool = True
+                   ) -> list[History]:
     """:func:`train_online` for several networks at once, one step rule each, on the compiled
     :class:`~lenet1.engine.ReplicaEngine`.
 
@@ -214,6 +219,7 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
     has diverged: with ``stop_on_divergence`` (the default, as ``train_online`` does) a
     FloatingPointError is raised; without, that replica leaves the run and its history ends
     there. ``group_cost``: see :class:`~lenet1.engine.ReplicaEngine` (speed only).
+    ``record_every``: see :func:`_online_loop`.
     """
     from ..engine import ReplicaEngine
 
@@ -222,27 +228,37 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
         raise ValueError(f"{len(models)} models but {len(rules)} step rules")
     engine = ReplicaEngine(threads, group_cost)
 
-    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]]) -> None:
+    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]]
+                   ) -> list[float | None]:
         engine.train_pass(live, train.images, train.targets, steps)
+        return engine.last_losses
 
     return _online_loop(models, train, test, passes, rules, train_pass, on_pass,
-                        threads=engine.cores(), stop_on_divergence=stop_on_divergence)
+                        threads=engine.cores(), stop_on_divergence=stop_on_divergence,
+                        record_every=record_every)
 
 
 def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: int,
                  rules: list[StepRule],
-                 train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]]], None],
+                 train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]]],
+                                      list[float | None]],
                  on_pass: Callable[[int, PassRecord], None] | None, threads: int,
-                 stop_on_divergence: bool, progress: bool = False) -> list[History]:
+                 stop_on_divergence: bool, progress: bool = False,
+                 record_every: bool = True) -> list[History]:
     """The loop both drivers share: evaluate, then per pass take each live model's step sizes,
-    train them all, evaluate, and drop (or stop on) the ones that diverged."""
+    train them all, evaluate, and drop (or stop on) the ones that diverged.
+
+    With ``record_every=False`` (a sweep that reads only the end), the sets are evaluated after
+    the last pass only, and a model whose online training loss (``train_pass``'s return) is no
+    longer finite is evaluated where it stopped: its history is that one record. The weights,
+    and the last record, are the same as with ``record_every``."""
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
         raise ValueError(f"passes must be a whole number >= 0, got {passes!r}")
     check_images(train.images)
     histories = [History() for _ in models]
     live = list(range(len(models)))
 
-    def record(pass_index: int) -> None:
+    def record(pass_index: int, which: list[int]) -> None:
         entries: dict[int, PassRecord] = {}
 
         def measure(index: int) -> None:
@@ -252,13 +268,14 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
         # predict() runs on one thread and releases the GIL, so several models are evaluated
         # side by side with the numbers of a sequential evaluation.
         with torch_threads(1):
-            in_parallel([partial(measure, index) for index in live], threads)
-        for index in live:
+            in_parallel([partial(measure, index) for index in which], threads)
+        for index in which:
             histories[index].passes.append(entries[index])
             if on_pass is not None:
                 on_pass(index, entries[index])
 
-    record(0)
+    if record_every or passes == 0:
+        record(0, live)
     rounds: Iterable[int] = range(1, passes + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -267,10 +284,15 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
         if not live:
             break
         steps = [rules[index].step_sizes(models[index], train, pass_index) for index in live]
-        train_pass([models[index] for index in live], steps)
-        record(pass_index)
-        diverged = [index for index in live
-                    if not math.isfinite(histories[index].final.train.mse)]
+        losses = train_pass([models[index] for index in live], steps)
+        if record_every or pass_index == passes:
+            record(pass_index, live)
+            diverged = [index for index in live
+                        if not math.isfinite(histories[index].final.train.mse)]
+        else:
+            diverged = [index for index, loss in zip(live, losses)
+                        if loss is not None and not math.isfinite(loss)]
+            record(pass_index, diverged)
         if diverged and stop_on_divergence:
             index = diverged[0]
             who = f"replica {index}" if len(models) > 1 else "training"

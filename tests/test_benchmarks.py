@@ -20,3 +20,13 @@ def test_engine_benchmark_runs_one_small_pass():
     assert done.returncode == 0, done.stderr
     assert "| fast | 200 |" in done.stdout and "protocol: 1 passes" in done.stdout
     assert done.stdout.splitlines()[-2].startswith("pass  1")
+
+
+@requires_data
+def test_study_benchmark_runs_the_quick_plans():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study.py"), "--quick"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| paper")
+            or line.startswith("| modern")]
+    assert len(rows) == 2 and all(int(row.split("|")[2]) > 10 for row in rows)

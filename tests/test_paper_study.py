@@ -113,7 +113,8 @@ def test_arm_table_reports_mean_std_range_and_the_paper():
     runs = [_run(replace(config, seed=s), _history(e, 0.02, count=2007))
             for s, e in enumerate([100 / 2007, 104 / 2007])]
     points = [RejectionPoint(0.1, r, 0.01, 1, 1, 100) for r in (0.10, 0.14)]
-    arm = ps.Arm("x", "lenet1", config, runs, runs, points, points)
+    held = [RejectionPoint(0.2, r, 0.02, 1, 2, 100) for r in (0.20, 0.30)]
+    arm = ps.Arm("x", "lenet1", config, runs, runs, points, held, held, [0.05, 0.07])
     table = report.arm_table(arm)
     assert table.loc["test misses", "mean"] == "102.0"
     assert table.loc["test misses", "the paper"] == "102"
@@ -121,6 +122,14 @@ def test_arm_table_reports_mean_std_range_and_the_paper():
     assert table.loc["test error %", "the paper"] == "5.00"
     assert table.loc["rejection % for 1% test error (threshold on test)", "mean"] == "12.0"
     assert table.loc["rejection % for 1% test error (threshold on test)", "the paper"] == "12.1"
+    # The 80%-trained networks' rows: each from its own list, none with a paper figure.
+    assert table.loc["80%-trained: test error %", "mean"] == "6.00"
+    assert table.loc["80%-trained: rejection % for 1% test error (threshold on test)",
+                     "mean"] == "25.0"
+    assert table.loc["80%-trained: test error % at that held-out threshold", "mean"] == "2.00"
+    assert table.loc["80%-trained: test error %", "the paper"] == ""
+    fit = report.fit_table([arm])
+    assert fit.loc["x (2 seeds)", "test misses / paper"] == "1.00"
 
 
 def test_ablation_table_compares_with_the_baseline():
@@ -188,7 +197,11 @@ def test_quick_study_end_to_end(tmp_path):
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"summary.txt", "ablations.csv", "loss-normalisations.csv",
             "protocol-lenet-1-sdlm.csv", "calibration-fc-40-sgd.csv", "learning-curves.png",
-            "rejection.png", "calibration.png", "ablations.png", "curvature.png"} <= written
+            "rejection.png", "calibration.png", "ablations.png", "curvature.png", "fit.csv",
+            "protocol-lenet-1-earlier-reproductions-setup.csv", "results.md"} <= written
+    assert results.earlier.config.unit == "tanh" and results.earlier.config.init == "sqrt_fan_in"
+    assert len(results.earlier.runs) == ps.QUICK.final_seeds
+    assert (tmp_path / "out" / "results.md").read_text().count("\n") == 10
     assert (tmp_path / "out" / "summary.txt").read_text().strip() == printed[-1].strip()
     assert again.arms["LeNet-1, SGD"].final()["test_misses"].mean == \
         results.arms["LeNet-1, SGD"].final()["test_misses"].mean

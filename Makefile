@@ -13,7 +13,7 @@ endif
 STAMP := $(dir $(PYTHON)).lenet1-installed
 JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
-.PHONY: install test book notebooks train clean
+.PHONY: install test book mathjax site-test readme readme-check notebooks train clean
 
 $(STAMP): pyproject.toml requirements.txt | $(VENV:%=$(PYTHON))
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -36,7 +36,7 @@ test: install
 ## the site never shows what older code printed. --all re-reads every page from that cache
 ## (seconds), so numbers pasted across pages are never stale.
 BOOK_FINGERPRINT := _build/.lenet1-source
-book: install
+book: install mathjax
 	$(PYTHON) -m lenet1 study paper
 	$(PYTHON) -m lenet1 study modern
 	@fingerprint="$$(find lenet1 -name '*.py' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"; \
@@ -46,6 +46,43 @@ book: install
 	fi; \
 	LENET1_QUICK=0 $(JUPYTER_BOOK) build --all -W -n --keep-going . && \
 	echo "$$fingerprint" > $(BOOK_FINGERPRINT)
+
+## mathjax: MathJax 3 ships with the site, so that equations render offline and from disk. It comes
+## from the django-static-mathjax package (pinned in the book extra; no Django needed), whose
+## es5 build is copied into book/_static/mathjax (git-ignored), which Sphinx publishes as
+## _static/mathjax (mathjax_path in _config.yml).
+MATHJAX := book/_static/mathjax
+mathjax: $(MATHJAX)/tex-mml-chtml.js
+$(MATHJAX)/tex-mml-chtml.js: $(STAMP)
+	@src="$$($(PYTHON) -c 'import mathjax, pathlib; print(pathlib.Path(mathjax.__file__).parent / "static" / "mathjax")')" && \
+	test -f "$$src/es5/tex-mml-chtml.js" || { echo "mathjax: no MathJax in the installed django-static-mathjax package ($$src)" >&2; exit 1; }; \
+	rm -rf $(MATHJAX) && mkdir -p $(MATHJAX)/output && \
+	cp -R "$$src/es5/tex-mml-chtml.js" "$$src/es5/input" "$$src/es5/ui" "$$src/es5/a11y" "$$src/es5/sre" \
+	  "$$src/es5/adaptors" "$$src/LICENSE" "$$src/package.json" $(MATHJAX)/ && \
+	cp -R "$$src/es5/output/chtml.js" "$$src/es5/output/chtml" $(MATHJAX)/output/
+
+## site-test: the built site (_build/html, or SITE=DIR) in headless Chromium: every page loads
+## without errors (over http and from disk), images, equations and links work, the live
+## network agrees with the package; screenshots go to _build/screenshots (or SHOTS=DIR).
+## Needs Chromium ($CHROMIUM, else chromium on the PATH): installed with apt when missing.
+SITE ?= _build/html
+SHOTS ?= _build/screenshots
+site-test: install
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "site-test: installing Chromium with apt"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	    { echo "site-test: Chromium is missing and could not be installed (apt-get install chromium)" >&2; exit 1; }; }
+	$(PYTHON) -m pytest -q -p no:cacheprovider site_test --site $(SITE) --shots $(SHOTS)
+
+## readme: write the README's results table from the runs of the paper study (after make book:
+## everything is reloaded); readme-check: fail if the README's table is not what they give
+STUDY := _build/study
+readme: install
+	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
+	$(PYTHON) tools/readme_results.py $(STUDY)
+readme-check: install
+	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
+	$(PYTHON) tools/readme_results.py $(STUDY) --check
 
 ## notebooks: regenerate notebooks/*.ipynb from the .md chapters (inputs, and the quick-mode
 ## outputs of the nbval-checked cells only), ready to commit

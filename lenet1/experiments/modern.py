@@ -1,7 +1,7 @@
 """Thirty-three years later: the 1989 network trained the modern way, one change at a time.
 
-The study is a declarative list of :data:`STEPS`. Step 0 is the paper's protocol as this
-package reproduces it (online gradient descent, scaled tanh units, MSE, 23 passes); every later
+The study is a declarative list of :data:`STEPS`. Step 0 is the paper's loop with plain SGD at
+0.03 (online updates, scaled tanh units, MSE, 23 passes; not the paper's optimiser); every later
 step starts from the previous step's :class:`Recipe` and changes the fields it names, and
 nothing else. The network keeps its 9,760 free parameters and the paper's initial weights
 (uniform +-2.4/F, drawn from the seed exactly as :func:`lenet1.experiments.runs.make_model` draws them) in
@@ -78,8 +78,8 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("paper", "paper", "the paper's protocol: online SGD (step 0.03), scaled tanh, MSE, "
-         "23 passes"),
+    Step("paper", "paper", "the paper's loop with plain SGD (step 0.03): online, scaled tanh, "
+         "MSE, 23 passes"),
     Step("minibatch", "mini-batch", "mini-batches of 32 instead of online updates",
          {"trainer": "minibatch", "batch_size": 32},
          choices=({"lr": 0.24}, {"lr": 0.48}, {"lr": 0.96}),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..experiments import cache
 from ..experiments.paper import (
     QUICK,
     Ablation,
@@ -306,6 +307,7 @@ def write_outputs(results: StudyResults, out: Path, text: str) -> None:
         arm_table(arm).to_csv(out / f"protocol-{_slug(name)}.csv")
     fit_table([*results.arms.values(), results.earlier]).to_csv(out / "fit.csv")
     (out / "results.md").write_text(results_markdown(results))
+    (out / "key.txt").write_text(cache.code_key() + "\n")  # which code made these runs
     ablation_table(results.ablations).to_csv(out / "ablations.csv")
     normalisation_table(results.normalisations).to_csv(out / "loss-normalisations.csv")
     figures = {"learning-curves": seed_band_curves(list(results.arms.values())),

@@ -65,13 +65,13 @@ How ``eta`` and ``mu`` relate to the loss's normalisation
 
 Scaling the loss by ``c`` scales both the gradient and ``h_kk`` by ``c``, so the step
 ``eta * c * g / (mu + c * h)`` is unchanged if ``mu`` is scaled by ``c`` too: ``eta`` does not
-depend on the normalisation, ``mu`` does. The 1998 paper's per-pattern loss is a sum of squares
-without a half (its RBF outputs compute ``sum_j (x_j - w_ij)^2``, so ``d2E/dy^2 = 2`` there,
-against our ``2/10``). The same rule on the summed loss ``10 E_p`` with ``(eta, mu)`` is
-therefore exactly our rule with ``(eta, mu / 10)``; on half the summed loss, ``5 E_p``, it is
-``(eta, mu / 5)``. Here ``mu`` is used as given, in units of our ``E_p``: the default 0.02 is the
-1998 figure taken literally, ten times larger relative to the curvature than the 1998 paper's
-``mu`` was (``mu = 0.002`` is its equivalent). Where ``h_kk >> mu`` the step is ``eta`` times
+depend on the normalisation, ``mu`` does. The same rule on the summed loss ``10 E_p`` with
+``(eta, mu)`` is exactly our rule with ``(eta, mu / 10)``; on half the summed loss, ``5 E_p``, it
+is ``(eta, mu / 5)``. Which of these the 1998 paper's ``mu = 0.02`` belongs to is a guess: its
+LeNet-5 loss is on RBF outputs (``sum_j (x_j - w_ij)^2``, no half), not on ten place-coded
+outputs. Here ``mu`` is used as given, in units of our ``E_p``: the default 0.02 is the 1998
+figure taken literally; if the 1998 loss is read as a sum over ten outputs, ``mu = 0.002`` would
+be its equivalent. The calibration tries both. Where ``h_kk >> mu`` the step is ``eta`` times
 the Newton step ``g / h`` whatever the normalisation; where ``h_kk << mu`` it is plain gradient
 descent with the rate ``eta / mu``.
 """
@@ -308,8 +308,8 @@ class SDLM:
             every later pass. The default is the 1998 paper's LeNet-5 schedule (0.0005 for 2
             passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4, then 0.00001); its values for
             the 1989 network are unknown. See :meth:`scaled` and :meth:`constant`.
-        mu: added to every ``h_kk``; in units of our loss, the mean over the 10 outputs (the
-            1998 paper's 0.02 on a summed loss is 0.002 here: see the module's docstring).
+        mu: added to every ``h_kk``; in units of our loss, the mean over the 10 outputs (how
+            the 1998 paper's 0.02 translates is a guess: see the module's docstring).
         patterns: how many training patterns the curvature is averaged over before each pass
             (all of them if the set is smaller).
         seed: draws the patterns.

@@ -120,6 +120,7 @@ def test_plots_draw() -> None:
     import torch
     from matplotlib.figure import Figure
 
+    from lenet1.accounting import architecture
     from lenet1.nets import LeNet1
     from lenet1.rejection import rejection_curve
     from lenet1.report import plots
@@ -146,6 +147,7 @@ def test_plots_draw() -> None:
         plots.confusion_matrix(labels, outputs.argmax(dim=1)),
         plots.rejection_curves({"x": rejection_curve(outputs, labels)}, paper={"p": 0.121},
                                marks={"x": 0.2}),
+        plots.network_diagram(architecture(model), model.table),
     ]
     for figure in figures:
         assert isinstance(figure, Figure)

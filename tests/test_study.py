@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from lenet1.experiments.runs import (
     RunConfig,
@@ -73,3 +75,27 @@ def test_rejection_figures_two_ways(usps, tmp_path):
     assert 0 < figures.on_test.rejection < 1
     assert figures.held_out is not None and figures.held_out.count == len(usps.test)
     assert rejection_figures(run, usps.test).held_out is None
+
+
+def test_miss_matrix_and_per_class_errors():
+    from lenet1.data import Digits
+    from lenet1.experiments.stats import miss_matrix, per_class_errors
+
+    class Always(torch.nn.Module):  # answers class k for every digit
+        def __init__(self, k: int) -> None:
+            super().__init__()
+            self.k = k
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = -torch.ones(len(x), 10)
+            out[:, self.k] = 1.0
+            return out
+
+    labels = torch.tensor([0, 0, 1, 2])
+    digits = Digits(torch.zeros(4, 1, 16, 16), labels)
+    misses = miss_matrix([Always(0), Always(1)], digits)
+    assert misses.tolist() == [[False, False, True, True], [True, True, False, True]]
+    errors = per_class_errors(misses, labels.numpy())
+    assert errors.shape == (2, 10)
+    assert errors[0, :3].tolist() == [0.0, 1.0, 1.0] and errors[1, :3].tolist() == [1.0, 0.0, 1.0]
+    assert np.isnan(errors[0, 5])  # no digit of class 5: undefined, not zero

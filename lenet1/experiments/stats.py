@@ -12,6 +12,9 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from torch import nn
+
 from ..data import Digits
 from ..rejection import RejectionPoint, at_threshold, rejection_for_error
 from ..train.online import History, predict
@@ -93,5 +96,20 @@ def rejection_figures(run: Run, test: Digits, target: float = 0.01,
     return RejectionFigures(on_test, honest)
 
 
-__all__ = ["RejectionFigures", "Spread", "final_spreads", "rejection_figures", "sample_std",
-           "summarise"]
+def miss_matrix(models: Sequence[nn.Module], digits: Digits) -> np.ndarray:
+    """(networks, digits), True where a network misreads a digit: which digits every seed gets
+    wrong (label or segmentation noise, most likely) and which only some do (seed luck)."""
+    return np.stack([predict(model, digits.images).argmax(dim=1).numpy()
+                     != digits.labels.numpy() for model in models])
+
+
+def per_class_errors(misses: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(networks, classes): each network's error rate on the digits of each class."""
+    labels = np.asarray(labels)
+    columns = [misses[:, labels == c].mean(axis=1) if (labels == c).any()
+               else np.full(len(misses), np.nan) for c in range(10)]  # no digit: undefined
+    return np.stack(columns, axis=1)
+
+
+__all__ = ["RejectionFigures", "Spread", "final_spreads", "miss_matrix", "per_class_errors",
+           "rejection_figures", "sample_std", "summarise"]

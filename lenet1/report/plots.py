@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from ..accounting import LayerCount
 from ..nets import KERNEL, PAD_AFTER, PAD_BEFORE, STRIDE, TANH_AMPLITUDE
 from ..rejection import RejectionCurve
 from ..train.online import History
@@ -154,6 +155,50 @@ def pixel_histogram(sets: Mapping[str, Tensor | np.ndarray], bins: int = 41) -> 
 
 
 # --- architecture -----------------------------------------------------------------------------
+
+
+def network_diagram(rows: Sequence[LayerCount], table: Tensor | np.ndarray) -> Figure:
+    """The whole network, layer by layer, from its own counts (:func:`lenet1.accounting.
+    architecture`): units, connections and free parameters of each layer, with H2's
+    connection table drawn between H1 and H2."""
+    fig = Figure(figsize=(10.0, 3.2), facecolor="white")  # axes placed by hand
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 3.2)
+    ax.axis("off")
+    maps = len(_numpy(table))
+    layers = [r for r in rows if r.layer != "total"]
+
+    def shape(row: LayerCount) -> str:  # read off the counts: square maps
+        if row.layer in ("H1", "H2"):
+            side = round((row.units / maps) ** 0.5)
+            return f"{maps} maps {side}x{side}"
+        side = round(row.units ** 0.5)
+        return f"{side}x{side}" if row.layer == "input" else ""
+
+    xs = np.linspace(0.9, 9.1, len(layers))
+    for x, row in zip(xs, layers):
+        ax.add_patch(Rectangle((x - 0.75, 1.0), 1.5, 1.2, facecolor="#f2f2f2",
+                               edgecolor="#555555"))
+        ax.text(x, 1.95, row.layer, ha="center", fontsize=11, weight="bold")
+        ax.text(x, 1.62, shape(row), ha="center", fontsize=8.5)
+        ax.text(x, 1.32, f"{row.units:,} units", ha="center", fontsize=8.5)
+        if row.connections:
+            ax.text(x, 0.8, f"{row.connections:,} connections\n{row.free_parameters:,} "
+                    "free parameters", ha="center", va="top", fontsize=8)
+    for left, right in zip(xs[:-1], xs[1:]):
+        ax.annotate("", xy=(right - 0.78, 1.6), xytext=(left + 0.78, 1.6),
+                    arrowprops={"arrowstyle": "->", "color": "#555555"})
+    total = rows[-1]
+    ax.text(5.0, 0.15, f"in all: {total.units:,} units, {total.connections:,} connections, "
+            f"{total.free_parameters:,} free parameters", ha="center", fontsize=10)
+    # H2's table (rows: H2 maps, columns: H1 maps) in a small inset above the H1 -> H2 arrow
+    inset = fig.add_axes(((xs[1] + xs[2]) / 20 - 0.03, 0.71, 0.06, 0.19))
+    inset.imshow(_numpy(table), cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+    inset.set_xticks([])
+    inset.set_yticks([])
+    inset.set_title("H2 table", fontsize=7)
+    return fig
 
 
 def connection_table(table: Tensor | np.ndarray) -> Figure:

@@ -38,8 +38,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data import Digits, load
-from ..experiments import modern
-from ..experiments import paper
+from ..experiments import modern, paper
 from ..nets import (
     BACKGROUND,
     KERNEL,

@@ -99,3 +99,13 @@ def test_miss_matrix_and_per_class_errors():
     assert errors.shape == (2, 10)
     assert errors[0, :3].tolist() == [0.0, 1.0, 1.0] and errors[1, :3].tolist() == [1.0, 0.0, 1.0]
     assert np.isnan(errors[0, 5])  # no digit of class 5: undefined, not zero
+
+
+def test_middle_picks_the_upper_of_two_middle_items_and_its_rank():
+    from lenet1.experiments.stats import middle
+
+    assert middle([5, 1, 3], lambda v: v) == (3, 2)
+    assert middle([4, 1, 3, 2], lambda v: v) == (3, 3)  # of 2 and 3, the higher
+    assert middle(["b", "a"], lambda v: 0) == ("a", 2)  # ties keep the order given
+    with pytest.raises(ValueError):
+        middle([], lambda v: v)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from torch import nn
@@ -21,6 +22,8 @@ from ..train.online import History, predict
 from .runs import (
     Run,
 )
+
+T = TypeVar("T")
 
 METRICS = ("mse", "error", "misses")
 SETS = ("train", "test")
@@ -96,6 +99,15 @@ def rejection_figures(run: Run, test: Digits, target: float = 0.01,
     return RejectionFigures(on_test, honest)
 
 
+def middle(items: Sequence[T], key: Callable[[T], float]) -> tuple[T, int]:
+    """The item in the middle by ``key`` (of two middle items, the one ranked higher; ties in
+    the order given), and its rank from 1: the book's one way to pick "the middle seed"."""
+    if not items:
+        raise ValueError("no items to pick from")
+    order = sorted(range(len(items)), key=lambda i: key(items[i]))
+    return items[order[len(order) // 2]], len(order) // 2 + 1
+
+
 def miss_matrix(models: Sequence[nn.Module], digits: Digits) -> np.ndarray:
     """(networks, digits), True where a network misreads a digit: which digits every seed gets
     wrong (label or segmentation noise, most likely) and which only some do (seed luck)."""
@@ -111,5 +123,5 @@ def per_class_errors(misses: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-__all__ = ["RejectionFigures", "Spread", "final_spreads", "miss_matrix", "per_class_errors",
+__all__ = ["RejectionFigures", "Spread", "final_spreads", "middle", "miss_matrix", "per_class_errors",
            "rejection_figures", "sample_std", "summarise"]

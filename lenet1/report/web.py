@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from ..data import Digits, load
 from ..experiments import modern, paper
+from ..experiments.stats import middle
 from ..nets import (
     BACKGROUND,
     KERNEL,
@@ -101,15 +102,8 @@ def package_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
     return place_coded(model, predict(model, images))
 
 
-def _median_run(runs: Sequence[Any], misses: Sequence[int]) -> Any:
-    """The run in the middle by test misses (of two middle runs, the one with more misses; ties
-    in the order given), as the rejection chapter picks its network."""
-    order = sorted(range(len(runs)), key=lambda i: misses[i])
-    return runs[order[len(order) // 2]]
-
-
 def _rank(count: int) -> str:
-    """Which run :func:`_median_run` picks, in words."""
+    """Which run :func:`lenet1.experiments.stats.middle` picks, in words."""
     middle = f"ranked {count // 2 + 1} of {count} by test misses"
     return middle + (", the upper of the two middle ones" if count % 2 == 0 else ", the median")
 
@@ -122,7 +116,7 @@ def headline_network(quick: bool, root: str | Path | None = None,
     plan = paper.plan_for(quick)
     calibration = paper.calibrate("lenet1", "sdlm", plan, root, data_root)
     arm = paper.protocol("LeNet-1, SDLM", calibration.chosen, plan, root, data_root)
-    run = _median_run(arm.runs, [r.history.final.test.misses for r in arm.runs])
+    run, _ = middle(arm.runs, lambda r: r.history.final.test.misses)
     model = run.model
     if type(model) is not LeNet1:
         raise ExportError(f"the headline network is a {type(model).__name__}, not a LeNet1")
@@ -156,13 +150,14 @@ def modern_network(quick: bool, root: str | Path | None = None,
     if [r.recipe for r in results] != [final.recipe] * len(study.seeds) \
             or any(r.evaluation != "test" or r.path is None for r in results):
         raise ExportError("the modern study's last runs are not its final step's test runs")
-    result = _median_run(results, [r.test.misses for r in results])
+    result, _ = middle(results, lambda r: r.test.misses)
+    assert result.path is not None  # checked above for every result
     recipe = final.recipe
     model = recipe.network()
     if type(model) is not ModernLeNet1:
         raise ExportError(f"the modern recipe's network is a {type(model).__name__}, "
                           f"not a ModernLeNet1")
-    model.load_state_dict(load_file(str(Path(result.path) / "weights.safetensors")))
+    model.load_state_dict(load_file(str(result.path / "weights.safetensors")))
     model.eval()
     split = load("usps", data_root)
     outputs = package_outputs(model, split.test.images, recipe.tta)

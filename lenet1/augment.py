@@ -76,22 +76,31 @@ def translate(images: Tensor, dx: Tensor | int, dy: Tensor | int) -> Tensor:
     reach = int(torch.maximum(dx.abs(), dy.abs()).max())
     if reach > SIZE:
         raise ValueError(f"shifts must lie in -{SIZE}..{SIZE} pixels, got {reach}")
+    return _shift(images, dx, dy, reach)
+
+
+def _shift(images: Tensor, dx: Tensor, dy: Tensor, reach: int) -> Tensor:
+    """:func:`translate` of checked arguments; no shift is larger than ``reach``."""
     # Pad by the largest shift with background, then cut each image's window out of the pad.
     padded = F.pad(images, (reach, reach, reach, reach), value=BACKGROUND)
     grid = torch.arange(SIZE) + reach
     rows = (grid - dy[:, None])[:, :, None]  # (N, 16, 1)
     cols = (grid - dx[:, None])[:, None, :]  # (N, 1, 16)
-    return padded[torch.arange(count)[:, None, None], 0, rows, cols].unsqueeze(1)
+    return padded[torch.arange(len(images))[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
 def random_translate(images: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     """Translate each image by its own shift, each axis drawn uniformly from -k..k pixels."""
     _check_whole(max_shift, "max_shift", 0, SIZE)
     _check_generator(generator)
+    return _random_shift(check_images(images), max_shift, generator)
+
+
+def _random_shift(images: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     count = len(images)
     dx = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
     dy = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
-    return translate(images, dx, dy)
+    return _shift(images, dx, dy, max_shift) if count else images.clone()
 
 
 # --- rotation and scaling ---------------------------------------------------------------------
@@ -112,6 +121,11 @@ def affine(images: Tensor, degrees: Tensor | float, scale: Tensor | float) -> Te
     if not bool(torch.isfinite(angle).all()) or not bool((factor > 0).all()) \
             or not bool(torch.isfinite(factor).all()):
         raise ValueError("degrees must be finite and scale finite and positive")
+    return _rotate_scale(images, angle, factor)
+
+
+def _rotate_scale(images: Tensor, angle: Tensor, factor: Tensor) -> Tensor:
+    """:func:`affine` of checked arguments, the angles in radians."""
     # affine_grid maps output coordinates to input ones: the inverse of the wanted motion.
     # y points down in image coordinates, so an anticlockwise turn on screen is -angle here.
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
@@ -131,10 +145,17 @@ def random_affine(images: Tensor, max_degrees: float, max_scale: float,
     _check_range(max_degrees, "max_degrees", 180.0)
     _check_range(max_scale, "max_scale", 0.5)
     _check_generator(generator)
+    return _random_rotate_scale(check_images(images), max_degrees, max_scale, generator)
+
+
+def _random_rotate_scale(images: Tensor, max_degrees: float, max_scale: float,
+                         generator: torch.Generator) -> Tensor:
     count = len(images)
     degrees = (torch.rand(count, generator=generator) * 2 - 1) * max_degrees
     scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * max_scale
-    return affine(images, degrees, scale)
+    if count == 0:
+        return images.clone()
+    return _rotate_scale(images, torch.deg2rad(degrees), scale)
 
 
 @dataclass(frozen=True)
@@ -156,8 +177,14 @@ class Augmentation:
         return bool(self.translate or self.rotate or self.scale)
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        _check_generator(generator)
+        return self.unchecked(check_images(images), generator)
+
+    def unchecked(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """``self(images, generator)`` (the same draws, the same images) without checking the
+        images: for a trainer that checked its digits once, not every mini-batch."""
         if self.translate:
-            images = random_translate(images, self.translate, generator)
+            images = _random_shift(images, self.translate, generator)
         if self.rotate or self.scale:
-            images = random_affine(images, self.rotate, self.scale, generator)
+            images = _random_rotate_scale(images, self.rotate, self.scale, generator)
         return images

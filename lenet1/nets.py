@@ -372,7 +372,11 @@ class ModernLeNet1(LeNet1Weights):
 
         ``generator`` draws the dropout masks (training mode only); ``None``: the global one.
         """
-        check_images(x)
+        return self.states(check_images(x), generator)
+
+    def states(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """:meth:`layers` without checking ``x``: for a trainer that checked its digits once,
+        rather than every mini-batch (the checks' reductions cost more than a layer)."""
         pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
         h1 = _unit(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
                    + self.h1_bias, self.unit)

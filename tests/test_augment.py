@@ -88,6 +88,18 @@ def test_augmentation_combines_and_is_reproducible():
     assert not torch.equal(first, images)
 
 
+def test_unchecked_augmentation_draws_and_gives_the_same():
+    images = random_images(16)
+    for augmentation in (Augmentation(translate=2), Augmentation(rotate=10.0, scale=0.1),
+                         Augmentation(translate=1, rotate=10.0, scale=0.1)):
+        checked, unchecked = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+        for _ in range(3):  # the generators stay in step, draw after draw
+            assert torch.equal(augmentation(images, checked),
+                               augmentation.unchecked(images, unchecked))
+    assert torch.equal(random_translate(images, 2, torch.Generator().manual_seed(1)),
+                       Augmentation(translate=2)(images, torch.Generator().manual_seed(1)))
+
+
 @pytest.mark.parametrize("call", [
     lambda x: translate(x, 1.5, 0),
     lambda x: translate(x, 17, 0),

@@ -181,6 +181,27 @@ def test_a_short_run_lowers_the_loss_and_evaluates_whole_sets_in_eval_mode():
     assert ModernHistory.from_json(history.to_json()).to_json() == history.to_json()
 
 
+def test_recording_the_last_pass_only_gives_the_same_network_and_last_record():
+    train, test = toy_digits(120, 0), toy_digits(30, 1)
+    config = ModernConfig(batch_size=16, passes=3, translate=1, rotate=5.0, scale=0.05,
+                          label_smoothing=0.1, ema=0.9, seed=2)
+    every, last = ModernLeNet1(dropout=0.25, seed=0), ModernLeNet1(dropout=0.25, seed=0)
+    full = train_minibatch(every, train, test, config)
+    end = train_minibatch(last, train, test, config, record_every=False)
+    assert [r.pass_index for r in end.passes] == [3]
+    assert end.figures()[-1] == full.figures()[-1]
+    assert all(torch.equal(last.state_dict()[k], w) for k, w in every.state_dict().items())
+
+
+def test_states_are_the_checked_layers():
+    model, images = ModernLeNet1(dropout=0.0, seed=1).eval(), toy_digits(8, 0).images
+    checked, unchecked = model.layers(images), model.states(images)
+    assert checked.keys() == unchecked.keys()
+    assert all(torch.equal(checked[k], unchecked[k]) for k in checked)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        model.layers(images * 3)
+
+
 def test_batch_one_sgd_mse_matches_the_online_trainer():
     torch.manual_seed(0)
     paper = LeNet1()

@@ -32,6 +32,7 @@ from lenet1.experiments.recipes import (
 from lenet1.experiments.runs import RunConfig, make_model
 from lenet1.report.modern import format_rows
 from lenet1.train.minibatch import ModernHistory, ModernRecord, predict_shifted
+from lenet1.train.stacked import StackedRun
 from lenet1.train.online import Metrics, metrics_of
 
 from .conftest import requires_data, toy_digits
@@ -129,7 +130,7 @@ def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch)
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr(recipes_module, "train_minibatch", no_training)
+    monkeypatch.setattr(recipes_module, "train_stacked", no_training)
     again = Runner(tmp_path, _sets(), Scale()).run(MINI, 0, "test")
     assert not again.fresh and again.path == first.path
     assert again.history.to_json() == first.history.to_json()
@@ -170,11 +171,55 @@ def test_test_time_augmentation_reuses_the_trained_weights(tmp_path):
     assert plain.test == plain.history.final.test
 
 
-def test_a_diverged_candidate_is_recorded_and_loses(tmp_path, monkeypatch):
-    def diverge(*args, **kwargs):
-        raise FloatingPointError("diverged")
+def test_run_all_trains_each_folder_once_and_logs_progress(tmp_path, monkeypatch):
+    trained: list[tuple[int, str]] = []
+    real = Runner._train
 
-    monkeypatch.setattr(recipes_module, "train_minibatch", diverge)
+    def counting(self, stack):
+        trained.extend((seed, evaluation) for _, seed, evaluation, _ in stack)
+        real(self, stack)
+
+    monkeypatch.setattr(Runner, "_train", counting)
+    lines: list[str] = []
+    runner = Runner(tmp_path, _sets(), Scale(), log=lines.append)
+    jobs = [(MINI, 0, "test"), (MINI.changed({"tta": 1}), 0, "test"), (MINI, 1, "validation"),
+            (MINI, 0, "test")]
+    results = runner.run_all(jobs, "a check")
+    assert sorted(trained) == [(0, "test"), (1, "validation")]  # tta shares the weights
+    assert [r.seed for r in results] == [0, 0, 1, 0] and all(r.fresh for r in results)
+    assert results[0].path == results[1].path == results[3].path
+    assert lines[0] == "training 2 networks (a check), 2 stacks on 1 worker"
+    assert lines[1].startswith("  [1/2] trained ") and "min left" in lines[1]
+    assert lines[2].startswith("  [2/2] trained ") and "min left" not in lines[2]
+    # The validation run records its last pass only; the test run every pass.
+    assert [r.pass_index for r in results[2].history.passes] == [MINI.passes]
+    assert [r.pass_index for r in results[0].history.passes] == list(range(MINI.passes + 1))
+    assert not any(r.fresh for r in runner.run_all(jobs))
+
+
+def test_runs_are_stacked_by_what_they_share_in_even_stacks_of_five_at_most():
+    from pathlib import Path
+
+    from lenet1.experiments.recipes import _stacks
+
+    adamw = MINI.changed({"optimizer": "adamw", "lr": 3e-3})
+    online = Recipe()
+    jobs = ([(MINI.changed({"lr": 0.1 * (i + 1)}), i, "test", Path(f"a{i}")) for i in range(7)]
+            + [(adamw, i, "test", Path(f"b{i}")) for i in range(3)]
+            + [(MINI, 0, "validation", Path("c")), (online, 0, "test", Path("d")),
+               (online, 1, "test", Path("e")), (MINI.changed({"translate": 1}), 8, "test",
+                                                 Path("a8"))])
+    stacks = _stacks(jobs)
+    assert [[job[3].name for job in stack] for stack in stacks] == [
+        ["a0", "a1", "a2", "a3"], ["a4", "a5", "a6", "a8"],  # 8 runs: two stacks of 4
+        ["b0", "b1", "b2"], ["c"], ["d"], ["e"]]
+
+
+def test_a_diverged_candidate_is_recorded_and_loses(tmp_path, monkeypatch):
+    def diverge(models, *args, **kwargs):
+        return [StackedRun(ModernHistory(), diverged=True) for _ in models]
+
+    monkeypatch.setattr(recipes_module, "train_stacked", diverge)
     result = Runner(tmp_path, _sets(), Scale()).run(MINI, 0, "validation")
     assert result.diverged and result.test.error == 1.0
     monkeypatch.undo()

@@ -316,9 +316,10 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
 
     Trains what ``root`` (default :func:`lenet1.experiments.cache.runs_root`) lacks and reloads
     the rest. ``quick`` shrinks everything (:data:`QUICK`: 300 training digits, 2 passes, one
-    selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. Each run
-    trains on one thread; the missing runs of a step train side by side in ``workers`` processes
-    (default: one per core), which gives each the numbers it gets alone.
+    selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. The missing
+    runs train in stacks of up to five (:meth:`~lenet1.experiments.recipes.Runner.run_all`), the
+    stacks on one thread each in ``workers`` processes (default: one per core); the stacks do
+    not depend on ``workers``, so neither do the numbers.
     """
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -333,13 +334,17 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     recipe: Recipe | None = None
     patterns = len(sets["test"][0])
     with torch_threads(1), Runner(root, sets, scale, log, data_root, workers) as runner:
+        # First every open choice, step by step (each builds on the last); then the test runs
+        # of every step at once, so that the workers never wait for a step's last run.
+        step_recipes: list[Recipe] = []
         for index, step in enumerate(steps):
-            previous = recipe
             base = (recipe or PAPER_RECIPE).changed(step.changes)
             if step.choices:
-                candidates: list[dict[str, Any]] = ([{}] if not step.changes else []) + [dict(c) for c in step.choices]
+                candidates: list[dict[str, Any]] = ([{}] if not step.changes else []) + \
+                    [dict(c) for c in step.choices]
                 judged = runner.run_all([(base.changed(candidate), s, "validation")
-                                         for candidate in candidates for s in selection_seeds])
+                                         for candidate in candidates for s in selection_seeds],
+                                        f"step {index} {step.name}, validation")
                 runs.extend(judged)
                 per = len(selection_seeds)
                 errors = [tuple(r.test.error for r in judged[i:i + per])
@@ -354,11 +359,16 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                 if log:
                     log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
             recipe = base
-            results = runner.run_all([(recipe, s, "test") for s in seeds])
+            step_recipes.append(recipe)
+        tested = runner.run_all([(r, s, "test") for r in step_recipes for s in seeds],
+                                "every step, test")
+        for index, step in enumerate(steps):
+            results = tested[index * len(seeds):(index + 1) * len(seeds)]
             if any(r.diverged for r in results):
                 raise FloatingPointError(f"step {step.name} diverged on the training set")
             runs.extend(results)
-            summary = summarize(index, step, previous, results, patterns)
+            summary = summarize(index, step, step_recipes[index - 1] if index else None,
+                                results, patterns)
             summaries.append(summary)
             if log:
                 log(f"step {index} {step.name}: test error {100 * summary.mean:.2f} ± "

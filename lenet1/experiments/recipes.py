@@ -35,9 +35,9 @@ from ..train.minibatch import (
     ModernHistory,
     place_coded,
     predict_shifted,
-    train_minibatch,
 )
 from ..train.online import SGD, History, Metrics, metrics_of, predict, train_online
+from ..train.stacked import train_stacked
 from . import cache
 
 VALIDATION_FRACTION = 0.2
@@ -54,10 +54,12 @@ class Recipe:
 
     ``trainer="online"`` is :func:`lenet1.train.train_online` (one update per pattern, the
     patterns in the file's order, plain SGD on the MSE, scaled tanh units: the paper's loop) and
-    allows nothing else; ``"minibatch"`` is :func:`lenet1.modern.train_minibatch`, which at batch
-    1 with SGD on the MSE and no shuffling does the same arithmetic (``tests/test_modern.py``).
+    allows nothing else; ``"minibatch"`` is :func:`lenet1.train.minibatch.train_minibatch`,
+    which at batch 1 with SGD on the MSE and no shuffling does the same arithmetic
+    (``tests/test_modern.py``), and which the study's runs get to float32 rounding from
+    :func:`lenet1.train.stacked.train_stacked` (trained a few together, ``tests/test_stacked.py``).
     ``tta`` is evaluation only: the outputs averaged over every translation of up to ``tta``
-    pixels (:func:`lenet1.modern.predict_shifted`); it does not change the training.
+    pixels (:func:`lenet1.train.minibatch.predict_shifted`); it does not change the training.
     """
 
     trainer: str = "online"
@@ -235,10 +237,15 @@ def study_sets(scale: Scale, data_root: str | None = None) -> dict[str, tuple[Di
 class Runner:
     """Trains or reloads runs through the cache (:mod:`lenet1.experiments.cache`, kind
     ``modern``). Each entry holds ``history.json``, ``result.json`` (wall time, whether it
-    diverged, threads) and, unless it diverged, ``weights.safetensors``.
+    diverged, threads, how many runs it was trained with) and, unless it diverged,
+    ``weights.safetensors``.
 
-    :meth:`run_all` trains the missing runs of a list side by side in ``workers`` processes
-    (each on one thread, as :meth:`run` trains them: the same numbers), then reloads them all.
+    :meth:`run_all` trains the missing runs of a list in stacks (:func:`_stacks`: up to
+    :data:`STACK_SIZE` mini-batch runs that share their shape, trained together by
+    :func:`~lenet1.train.stacked.train_stacked`), the stacks side by side in ``workers``
+    processes on one thread each, then reloads them all. :meth:`run` trains a missing run alone
+    (a stack of one), which gives it the numbers it gets in a stack to float32 rounding; a run's
+    stack is decided by the list it is asked for with, never by the machine.
     """
 
     KIND = "modern"
@@ -266,31 +273,47 @@ class Runner:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def run_all(self, jobs: Sequence[tuple[Recipe, int, str]]) -> list[RunResult]:
+    def run_all(self, jobs: Sequence[tuple[Recipe, int, str]], what: str = ""
+                ) -> list[RunResult]:
         """:meth:`run` for every ``(recipe, seed, evaluation)``, the missing ones trained in
-        parallel first (the results in order)."""
-        missing = []
-        for recipe, seed, evaluation in dict.fromkeys(jobs):
+        parallel first (the results in order). ``what`` names the jobs in the progress log."""
+        wanted: dict[Path, tuple[Recipe, int, str, Path]] = {}
+        for recipe, seed, evaluation in jobs:
             capped = recipe.capped(self.scale.max_passes)
             folder = self.folder(capped, seed, evaluation)
-            if not cache.is_complete(folder, ("result.json", "history.json")):
-                missing.append((capped, seed, evaluation, folder))
-        if self.workers > 1 and len(missing) > 1:
+            # One training per folder: recipes that differ only in their evaluation (tta)
+            # share their weights.
+            if folder not in wanted and not cache.is_complete(folder, ("result.json",
+                                                                       "history.json")):
+                wanted[folder] = (capped, seed, evaluation, folder)
+        if not wanted:
+            return [self.run(*job) for job in jobs]
+        # The longest first, so that the short ones fill the workers' last gaps.
+        stacks = sorted(_stacks(list(wanted.values())),
+                        key=lambda stack: sum(_expected_cost(job[0]) for job in stack),
+                        reverse=True)
+        workers = min(self.workers, len(stacks))
+        progress = _Progress(len(wanted), len(stacks), workers, what, self.log)
+        if self.workers > 1 and len(stacks) > 1:
             if self._pool is None:
                 # spawn, not fork: a forked copy of a process that has started torch's thread
                 # pools can hang.
                 self._pool = ProcessPoolExecutor(min(self.workers, os.cpu_count() or 1),
                                                  mp_context=get_context("spawn"))
             futures = {self._pool.submit(_train_elsewhere, str(self.root), self.code,
-                                         self.scale, self.data_root, *job): job
-                       for job in missing}
+                                         self.scale, self.data_root, stack): stack
+                       for stack in stacks}
             for future in as_completed(futures):
                 future.result()  # a worker's error is raised here
-                self._log_trained(futures[future][3], futures[future][2])
-            fresh = {job[3] for job in missing}
-            results = [self.run(*job) for job in jobs]
-            return [replace(r, fresh=True) if r.path in fresh else r for r in results]
-        return [self.run(*job) for job in jobs]
+                for job in futures[future]:
+                    progress.done(self._outcome(job[3], job[2]))
+        else:
+            for stack in stacks:
+                self._train(stack)
+                for job in stack:
+                    progress.done(self._outcome(job[3], job[2]))
+        results = [self.run(*job) for job in jobs]
+        return [replace(r, fresh=True) if r.path in wanted else r for r in results]
 
     def folder(self, recipe: Recipe, seed: int, evaluation: str) -> Path:
         kind = "online" if recipe.trainer == "online" else f"b{recipe.batch_size}"
@@ -306,7 +329,8 @@ class Runner:
         folder = self.folder(recipe, seed, evaluation)
         fresh = False
         if not cache.is_complete(folder, ("result.json", "history.json")):
-            self._train(recipe, seed, evaluation, folder)
+            self._train([(recipe, seed, evaluation, folder)])
+            self.log(f"  trained {self._outcome(folder, evaluation)}")
             fresh = True
         saved = json.loads((folder / "result.json").read_text())
         history_type = ModernHistory if recipe.trainer == "minibatch" else History
@@ -328,50 +352,125 @@ class Runner:
         return RunResult(recipe, seed, evaluation, history, saved["seconds"], train_metrics,
                          test_metrics, folder, fresh)
 
-    def _train(self, recipe: Recipe, seed: int, evaluation: str, folder: Path) -> None:
+    def _train(self, stack: Sequence[Job]) -> None:
+        """Train one stack (:func:`_stacks`): mini-batch runs together with
+        :func:`~lenet1.train.stacked.train_stacked`, an online run alone on the compiled
+        engine; then store each run."""
         from safetensors.torch import save_file
 
+        first, _, evaluation, _ = stack[0]
         train, judged = self.sets[evaluation]
-        model = initial_network(recipe, seed)
+        models = [initial_network(recipe, seed) for recipe, seed, _, _ in stack]
+        # A validation run is judged by its end alone; the test runs' curves are drawn.
+        every = evaluation == "test"
         start = time.perf_counter()
-        diverged = False
-        history: History
-        try:
-            if recipe.trainer == "online":
-                history = train_online(model, train, judged, recipe.passes, SGD(recipe.lr),
-                                       FastEngine())
-            else:
-                history = train_minibatch(model, train, judged, recipe.modern_config(seed))
-        except FloatingPointError:
-            diverged, history = True, History()
-        seconds = time.perf_counter() - start
+        outcomes: list[tuple[History, bool]]
+        if first.trainer == "online":
+            (recipe, _, _, _), = stack
+            try:
+                outcomes = [(train_online(models[0], train, judged, recipe.passes,
+                                          SGD(recipe.lr), FastEngine(), record_every=every),
+                             False)]
+            except FloatingPointError:
+                outcomes = [(History(), True)]
+        else:
+            runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
+                                 [recipe.modern_config(seed) for recipe, seed, _, _ in stack],
+                                 record_every=every)
+            outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged)
+                        for r in runs]
+        # The stack's wall time, shared evenly by its runs.
+        seconds = (time.perf_counter() - start) / len(stack)
+        for (recipe, seed, evaluation, folder), model, (history, diverged) in zip(
+                stack, models, outcomes):
 
-        def write(partial: Path) -> None:
-            cache.write_json(partial / "result.json", {"seconds": seconds, "diverged": diverged,
-                                                       "threads": torch.get_num_threads()})
-            cache.write_json(partial / "history.json", history.to_json())
-            if not diverged:
-                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                          str(partial / "weights.safetensors"))
+            def write(partial: Path, history: History = history, diverged: bool = diverged,
+                      model: nn.Module = model) -> None:
+                cache.write_json(partial / "result.json", {
+                    "seconds": seconds, "diverged": diverged,
+                    "threads": torch.get_num_threads(), "stacked_with": len(stack)})
+                cache.write_json(partial / "history.json", history.to_json())
+                if not diverged:
+                    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                              str(partial / "weights.safetensors"))
 
-        cache.store(folder, self.KIND, run_spec(recipe, seed, evaluation, self.scale), write,
-                    self.code)
-        self._log_trained(folder, evaluation)
+            cache.store(folder, self.KIND, run_spec(recipe, seed, evaluation, self.scale), write,
+                        self.code)
 
-    def _log_trained(self, folder: Path, evaluation: str) -> None:
+    @staticmethod
+    def _outcome(folder: Path, evaluation: str) -> str:
         saved = json.loads((folder / "result.json").read_text())
         history = History.from_json(json.loads((folder / "history.json").read_text()))
-        final = history.final.test if history.passes else None
+        final = history.final.test if history.passes and not saved["diverged"] else None
         outcome = "diverged" if final is None else f"{100 * final.error:.2f}% ({final.misses})"
-        self.log(f"  trained {folder.name}: {outcome} on {evaluation} in "
-                 f"{saved['seconds']:.1f} s")
+        return f"{folder.name}: {outcome} on {evaluation} in {saved['seconds']:.1f} s"
 
 
-def _train_elsewhere(root: str, code: str, scale: Scale, data_root: str | None, recipe: Recipe,
-                     seed: int, evaluation: str, folder: Path) -> None:
-    """One run in a worker process: the same training as in the caller, on one thread."""
+Job = tuple[Recipe, int, str, Path]  # recipe, seed, evaluation, cache folder
+
+STACK_SIZE = 5  # networks trained together at most (10 buy little more, and balance worse)
+
+
+def _stacks(jobs: Sequence[Job]) -> list[list[Job]]:
+    """The jobs in stacks trained together: mini-batch runs that share what a stack must
+    share (:func:`lenet1.train.stacked.stack_key`) and their evaluation set, in the order
+    given, cut into the fewest stacks of at most :data:`STACK_SIZE`, as even as possible; an
+    online run alone. The cut depends on the jobs only, never on the machine, so a run's
+    numbers (which a stack changes only by float32 rounding) repeat wherever it is trained."""
+    groups: dict[tuple[object, ...], list[Job]] = {}
+    for job in jobs:
+        recipe, seed, evaluation, folder = job
+        if recipe.trainer == "online":
+            key: tuple[object, ...] = ("online", folder)
+        else:
+            key = (evaluation, recipe.unit, recipe.output, recipe.dropout, recipe.loss,
+                   recipe.optimizer, recipe.batch_size, recipe.passes)
+        groups.setdefault(key, []).append(job)
+    stacks = []
+    for group in groups.values():
+        count = math.ceil(len(group) / STACK_SIZE)
+        size, extra = divmod(len(group), count)
+        begin = 0
+        for i in range(count):
+            end = begin + size + (1 if i < extra else 0)
+            stacks.append(group[begin:end])
+            begin = end
+    return stacks
+
+
+def _expected_cost(recipe: Recipe) -> float:
+    """A run's relative training time, for ordering only: passes, the compiled online pass
+    about twice as fast a pass as a mini-batch one, augmentation a little dearer."""
+    speed = 0.5 if recipe.trainer == "online" else 1.0
+    extra = 1.2 if (recipe.translate or recipe.rotate or recipe.scale or recipe.dropout) else 1.0
+    return recipe.passes * speed * extra
+
+
+class _Progress:
+    """Logs each trained run with how many remain and an estimate of the time left."""
+
+    def __init__(self, total: int, stacks: int, workers: int, what: str,
+                 log: Callable[[str], None]) -> None:
+        self.total, self.log = total, log
+        # The first runs finish together, a stack per worker: until then, the time so far is
+        # that of this many runs.
+        self.in_flight = max(1, workers) * total / stacks
+        self.count, self.start = 0, time.perf_counter()
+        log(f"training {total} network{'s' if total > 1 else ''}"
+            f"{' (' + what + ')' if what else ''}, {stacks} stack{'s' if stacks > 1 else ''} "
+            f"on {workers} worker{'s' if workers > 1 else ''}")
+
+    def done(self, outcome: str) -> None:
+        self.count += 1
+        left = self.total - self.count
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(self.count, self.in_flight) * left
+        self.log(f"  [{self.count}/{self.total}] trained {outcome}"
+                 + (f"; about {eta / 60:.1f} min left" if left else ""))
+
+
+def _train_elsewhere(root: str, code: str, scale: Scale, data_root: str | None,
+                     stack: Sequence[Job]) -> None:
+    """One stack in a worker process: the same training as in the caller, on one thread."""
     with torch_threads(1):
-        Runner(root, study_sets(scale, data_root), scale, code=code)._train(
-            recipe, seed, evaluation, folder)
-
-
+        Runner(root, study_sets(scale, data_root), scale, code=code)._train(stack)

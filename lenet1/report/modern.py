@@ -26,7 +26,7 @@ def step_rows(study: Study) -> list[dict[str, str]]:
              "batch": "1", "test error": f"{100 * PAPER['lenet1']['test_error']:.1f}%",
              "seed range": "", "vs previous step": "", "test misses": f"{PAPER['lenet1']['test_misses']:.0f}",
                  "train error": f"{100 * PAPER['lenet1']['train_error']:.2f}%",
-             "wall time per run": TRAINING_TIME, "DSP board": _duration(paper_dsp),
+             "time per run": TRAINING_TIME, "DSP board": _duration(paper_dsp),
              "Karpathy 2022 (MNIST stand-in)": ""}]
     for s in study.steps:
         karpathy = f"{100 * s.karpathy[1]:.2f}% ({s.karpathy[0]})" if s.karpathy else ""
@@ -41,7 +41,7 @@ def step_rows(study: Study) -> list[dict[str, str]]:
             "vs previous step": _points(study.paired_change(s.index)),
             "test misses": f"{s.mean_misses:.1f} ({min(s.test_misses)}-{max(s.test_misses)})",
             "train error": f"{100 * s.train_mean:.2f}%",
-            "wall time per run": f"{s.mean_seconds:.1f} s",
+            "time per run": f"{s.mean_seconds:.1f} s",
             "DSP board": _duration(s.dsp_seconds),
             "Karpathy 2022 (MNIST stand-in)": karpathy})
     return rows
@@ -107,8 +107,9 @@ def format_rows(rows: Sequence[Mapping[str, str]]) -> str:
 
 def plot_path(study: Study) -> Any:
     """Left: test error at every step, each seed a dot, the mean a line, with the paper's 5.0%
-    and Karpathy's reported path on his MNIST stand-in. Right: wall time per run on this
-    machine and the same arithmetic on the paper's DSP board."""
+    and Karpathy's reported path on his MNIST stand-in. Right: one thread's time per run on
+    this machine (a run's share of its stack) and the same arithmetic on the paper's DSP
+    board."""
     from matplotlib.figure import Figure
 
     steps = study.steps
@@ -133,7 +134,7 @@ def plot_path(study: Study) -> Any:
     error_axes.grid(axis="y", alpha=0.3)
     error_axes.legend(loc="lower left", frameon=False)
     time_axes.bar([i - 0.2 for i in x], [s.mean_seconds for s in steps], width=0.4,
-                  color=TEST_COLOUR, label="wall time per run, this machine (1 thread)")
+                  color=TEST_COLOUR, label="time per run, this machine (1 thread)")
     time_axes.bar([i + 0.2 for i in x], [s.dsp_seconds for s in steps], width=0.4,
                   color=PAPER_COLOUR, alpha=0.6, label="same arithmetic on the DSP-32C board")
     time_axes.set_yscale("log")

@@ -250,12 +250,16 @@ def make_optimizer(model: nn.Module, config: ModernConfig) -> torch.optim.Optimi
 
 
 def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: ModernConfig,
-                    on_pass: Callable[[ModernRecord], None] | None = None) -> ModernHistory:
+                    on_pass: Callable[[ModernRecord], None] | None = None,
+                    record_every: bool = True) -> ModernHistory:
     """Train ``model`` in place by mini-batch gradient descent as ``config`` says.
 
     Evaluates both whole sets before training (pass 0) and after every pass, in evaluation
-    mode (dropout off). The same network, data, config and thread count give the same figures
-    and weights bit for bit; the global random state is neither used nor changed.
+    mode (dropout off); with ``record_every=False`` (a run judged by its end alone) after the
+    last pass only, or where training stopped because the last mini-batch's loss was no longer
+    finite. The weights, and the last record, are the same either way. The same network, data,
+    config and thread count give the same figures and weights bit for bit; the global random
+    state is neither used nor changed.
     """
     if not isinstance(config, ModernConfig):
         raise TypeError(f"config must be a ModernConfig, got {type(config).__name__}")
@@ -270,7 +274,6 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
     augmentation = config.augmentation()
     optimizer = make_optimizer(model, config)
     average = WeightAverage(model, config.ema) if config.ema else None
-    takes_generator = isinstance(model, ModernLeNet1)
     steps_per_pass = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_pass * config.passes
     history = ModernHistory()
@@ -289,8 +292,9 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
             raise FloatingPointError(f"training diverged by pass {pass_index}: the training "
                                      f"loss is {train_loss}; lower the learning rate")
 
-    record(0, 0.0)
-    step = 0
+    if record_every or config.passes == 0:
+        record(0, 0.0)
+    step, seconds = 0, 0.0
     for pass_index in range(1, config.passes + 1):
         start = time.perf_counter()
         model.train()
@@ -298,13 +302,17 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
                  else torch.arange(len(train)))
         for begin in range(0, len(train), config.batch_size):
             index = order[begin:begin + config.batch_size]
+            # The training digits were checked once above, so the mini-batches are not.
             images, labels = train.images[index], train.labels[index]
             if augmentation.active:
-                images = augmentation(images, augment_rng)
+                images = augmentation.unchecked(images, augment_rng)
             lr = config.lr_at(step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            outputs = model(images, dropout_rng) if takes_generator else model(images)
+            if isinstance(model, ModernLeNet1):
+                outputs = model.states(images, dropout_rng)["out"]
+            else:
+                outputs = model(images)
             loss = objective(outputs, labels, config.loss, config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -313,7 +321,11 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
                 average.update(model)
             step += 1
         model.eval()
-        record(pass_index, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if record_every:
+            record(pass_index, seconds)
+        elif pass_index == config.passes or not math.isfinite(loss.item()):
+            record(pass_index, seconds)  # raises if the training loss is no longer finite
     if average is not None:
         model.load_state_dict(average.model.state_dict())
     return history

@@ -1,0 +1,307 @@
+"""Several mini-batch networks trained as one: the modern study's runs, a few at a time.
+
+A mini-batch step of one LeNet-1 costs PyTorch about twice its forward and backward passes in
+per-operator overhead (the optimiser's 8 tensors, the augmentation, the loss, the bookkeeping;
+``benchmarks/minibatch_step.py`` measures it). :func:`train_stacked` trains K networks with one
+set of operators: their parameters are stacked (H1 and H2 as grouped convolutions, K groups of
+12 maps; H3 and the output as batched products), each member's mini-batch is its own, and each
+member's loss is its own mean, so the sum of the losses gives every member exactly its own
+gradient. One optimiser step then moves all K.
+
+What each member keeps to itself, exactly as :func:`~lenet1.train.minibatch.train_minibatch`
+draws and uses it alone: its seed's three random streams (the order of the patterns, the
+augmentation, the dropout masks; so a member's draws do not depend on who else is in the
+stack), its learning rate and schedule, momentum, weight decay, shuffling, augmentation, label
+smoothing and weight average. What the members share, because it is the shape of the
+computation: the units, the output layer and its loss, the optimiser, the mini-batch size, the
+number of passes, the dropout rate, the connection table and the training digits
+(:func:`stack_key`).
+
+A member's numbers are those it gets alone to float32 rounding, not bit for bit: a grouped
+convolution's backward pass, a batched product and this module's optimiser add in another
+order than one network's operators do (``tests/test_stacked.py`` bounds the difference for
+every option). They are bit for bit repeatable for the same stack.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data import Digits, place_code
+from ..nets import (
+    BACKGROUND,
+    PAD_AFTER,
+    PAD_BEFORE,
+    STRIDE,
+    TANH_AMPLITUDE,
+    TANH_SLOPE,
+    ModernLeNet1,
+    _unit,
+    check_images,
+)
+from .minibatch import ModernConfig, ModernHistory, ModernRecord, _generator, evaluate_modern
+
+PAD = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
+WEIGHTS = ("h1_weight", "h2_weight", "h3_weight", "out_weight")
+BIASES = ("h1_bias", "h2_bias", "h3_bias", "out_bias")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW's defaults, as train_minibatch
+
+
+def stack_key(model: ModernLeNet1, config: ModernConfig) -> tuple[object, ...]:
+    """What members of one stack must share (see the module's docstring)."""
+    return (model.unit, model.output, model.dropout, model.h2_background,
+            tuple(model.table.flatten().tolist()), config.loss, config.optimizer,
+            config.batch_size, config.passes)
+
+
+@dataclass
+class StackedRun:
+    """One member's outcome: its history and whether its training loss stopped being finite
+    (its history then ends at the pass where that was seen)."""
+
+    history: ModernHistory
+    diverged: bool = False
+
+
+class _Stack:
+    """K networks' parameters stacked along the first axis (H1, H2: K x 12 maps)."""
+
+    def __init__(self, models: Sequence[ModernLeNet1]) -> None:
+        first = models[0]
+        self.k = len(models)
+        self.unit, self.output = first.unit, first.output
+        self.dropout, self.background = first.dropout, first.h2_background
+        self.mask = first.h2_mask.repeat(self.k, 1, 1, 1)
+        with torch.no_grad():
+            self.params = {
+                name: torch.stack([getattr(m, name).detach() for m in models]).requires_grad_()
+                for name in WEIGHTS + BIASES}
+
+    def forward(self, images: Tensor, params: dict[str, Tensor],
+                keep: Tensor | None = None) -> Tensor:
+        """Outputs (K, B, 10) for images (K, B, 1, 16, 16), member k's through network k;
+        ``keep``: (K, B, 192) dropout masks (training), None: no dropout (evaluation)."""
+        k, batch = images.shape[0], images.shape[1]
+        w1 = params["h1_weight"].reshape(k * 12, 1, 5, 5)
+        b1 = params["h1_bias"].reshape(k * 12, 8, 8)
+        w2 = params["h2_weight"].reshape(k * 12, 12, 5, 5)
+        b2 = params["h2_bias"].reshape(k * 12, 4, 4)
+        x = images.reshape(k, batch, 16, 16).transpose(0, 1)  # member k is input channel k
+        h1 = _unit(F.conv2d(F.pad(x, PAD, value=BACKGROUND), w1, stride=STRIDE, groups=k) + b1,
+                   self.unit)
+        h2 = _unit(F.conv2d(F.pad(h1, PAD, value=self.background), w2 * self.mask,
+                            stride=STRIDE, groups=k) + b2, self.unit)
+        h2_flat = h2.reshape(batch, k, 192).transpose(0, 1)
+        if keep is not None:
+            h2_flat = h2_flat * keep / (1 - self.dropout)  # as ModernLeNet1 does
+        h3 = _unit(torch.baddbmm(params["h3_bias"].unsqueeze(1), h2_flat,
+                                 params["h3_weight"].transpose(1, 2)), self.unit)
+        logits = torch.baddbmm(params["out_bias"].unsqueeze(1), h3,
+                               params["out_weight"].transpose(1, 2))
+        if self.output == "logits":
+            return logits
+        if self.unit == "tanh":
+            return torch.tanh(logits)
+        return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
+
+
+def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor) -> Tensor:
+    """(K,) mean losses of (K, B, 10) outputs: cross-entropy with each member's label
+    smoothing (as F.cross_entropy computes it), or the MSE of the place-coded targets."""
+    if loss == "cross_entropy":
+        log_p = outputs.log_softmax(dim=2)
+        nll = -log_p.gather(2, labels.unsqueeze(2)).squeeze(2)
+        uniform = -log_p.mean(dim=2)
+        return ((1 - smoothing) * nll + smoothing * uniform).mean(dim=1)
+    targets = place_code(labels.flatten()).reshape(*labels.shape, 10)
+    return ((outputs - targets) ** 2).mean(dim=2).mean(dim=1)
+
+
+def _per_member(values: Sequence[float], like: Tensor) -> Tensor:
+    """(K,) numbers shaped to broadcast over a stacked parameter like ``like``."""
+    return torch.tensor(values, dtype=torch.float32).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class _Optimizer:
+    """SGD (momentum, weight decay added to the gradient) or AdamW (decoupled decay), as
+    torch.optim does them one tensor at a time, with each member's own hyperparameters."""
+
+    def __init__(self, params: dict[str, Tensor], configs: Sequence[ModernConfig]) -> None:
+        self.params, self.configs = params, configs
+        self.kind = configs[0].optimizer
+        self.steps = 0
+        self.state: dict[str, list[Tensor]] = {}
+        self.momentum = [c.momentum for c in configs]
+        self.decay = [c.weight_decay for c in configs]
+
+    @torch.no_grad()
+    def step(self, lrs: Sequence[float]) -> None:
+        self.steps += 1
+        for name, p in self.params.items():
+            grad = p.grad
+            assert grad is not None
+            decay = self.decay if name in WEIGHTS else [0.0] * len(lrs)
+            if self.kind == "adamw":
+                self._adamw(name, p, grad, lrs, decay)
+            else:
+                self._sgd(name, p, grad, lrs, decay)
+
+    def _sgd(self, name: str, p: Tensor, grad: Tensor, lrs: Sequence[float],
+             decay: Sequence[float]) -> None:
+        # addcmul_ (x + t1 * t2) rounds as torch.optim's add_(t, alpha=a) does, fused.
+        if any(decay):
+            grad = grad.addcmul(p, _per_member(decay, p))
+        if name not in self.state:
+            self.state[name] = [grad.clone()]
+        else:
+            buf = self.state[name][0]
+            buf.mul_(_per_member(self.momentum, p)).add_(grad)
+        p.addcmul_(self.state[name][0], _per_member([-lr for lr in lrs], p))
+
+    def _adamw(self, name: str, p: Tensor, grad: Tensor, lrs: Sequence[float],
+               decay: Sequence[float]) -> None:
+        beta1, beta2 = ADAM_BETAS
+        if name not in self.state:
+            self.state[name] = [torch.zeros_like(p), torch.zeros_like(p)]
+        exp_avg, exp_avg_sq = self.state[name]
+        p.mul_(_per_member([1 - lr * d for lr, d in zip(lrs, decay)], p))
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        correction1 = 1 - beta1 ** self.steps
+        correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
+        # addcdiv's order: p + (value * exp_avg) / denom
+        p.add_(exp_avg * _per_member([-lr / correction1 for lr in lrs], p) / denom)
+
+
+def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
+           train: Digits) -> None:
+    if not models:
+        raise ValueError("a stack needs at least one network")
+    if len(models) != len(configs):
+        raise ValueError(f"{len(models)} networks but {len(configs)} configs")
+    for model, config in zip(models, configs):
+        if not isinstance(model, ModernLeNet1):
+            raise TypeError(f"a stack trains ModernLeNet1 networks, got {type(model).__name__}")
+        if not isinstance(config, ModernConfig):
+            raise TypeError(f"configs must be ModernConfig, got {type(config).__name__}")
+        if (config.loss == "cross_entropy") != (model.output == "logits"):
+            raise ValueError(f"the {config.loss} loss needs a network with "
+                             f"{'logits' if config.loss == 'cross_entropy' else 'squashed'} "
+                             f"outputs")
+    keys = {stack_key(m, c) for m, c in zip(models, configs)}
+    if len(keys) > 1:
+        raise ValueError("the networks of a stack must share their units, output layer, "
+                         "loss, optimiser, mini-batch size, passes, dropout and connection "
+                         "table")
+    check_images(train.images)
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+
+
+def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
+                  configs: Sequence[ModernConfig], record_every: bool = True
+                  ) -> list[StackedRun]:
+    """Train each ``models[i]`` in place as ``train_minibatch(models[i], train, test,
+    configs[i], record_every=record_every)`` would, all in one stack.
+
+    Each member's history has the figures its network gets alone (to float32 rounding); its
+    ``seconds`` are the stack's wall time divided by the number of members. A member whose
+    training loss stops being finite is marked diverged and trained on with the rest (a stack's
+    members do not touch each other's numbers); its network keeps the weights it was last
+    evaluated with, which are not usable.
+    """
+    _check(models, configs, train)
+    k = len(models)
+    stack = _Stack(models)
+    params = stack.params
+    optimizer = _Optimizer(params, configs)
+    averages = None
+    if any(c.ema for c in configs):
+        averages = {name: p.detach().clone() for name, p in params.items()}
+    streams = [[_generator(c.seed, s) for s in range(3)] for c in configs]
+    augmentations = [c.augmentation() for c in configs]
+    smoothing = torch.tensor([c.label_smoothing for c in configs]).unsqueeze(1)
+    loss_kind, batch_size, passes = configs[0].loss, configs[0].batch_size, configs[0].passes
+    steps_per_pass = math.ceil(len(train) / batch_size)
+    total_steps = steps_per_pass * passes
+    histories = [ModernHistory() for _ in models]
+    diverged = [False] * k
+    lrs = [c.lr_at(0, total_steps) for c in configs]
+
+    def judged() -> dict[str, Tensor]:
+        return averages if averages is not None else {n: p.detach() for n, p in params.items()}
+
+    def record(pass_index: int, seconds: float, members: Sequence[int] = range(k)) -> None:
+        # Each member is evaluated in its own network, exactly as train_minibatch evaluates
+        # (one network's operators on a whole set beat a stack's: measured).
+        _load(models, judged(), [i for i in members if not diverged[i]])
+        for i in members:
+            if diverged[i]:
+                continue
+            train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
+            test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind)
+            histories[i].passes.append(ModernRecord(pass_index, train_metrics, test_metrics,
+                                                    train_loss, test_loss, seconds / k,
+                                                    lrs[i]))
+            if not math.isfinite(train_loss):
+                diverged[i] = True
+
+    if record_every or passes == 0:
+        record(0, 0.0)
+    step = 0
+    for pass_index in range(1, passes + 1):
+        start = time.perf_counter()
+        orders = [torch.randperm(len(train), generator=s[0]) if c.shuffle
+                  else torch.arange(len(train)) for c, s in zip(configs, streams)]
+        for begin in range(0, len(train), batch_size):
+            index = torch.stack([order[begin:begin + batch_size] for order in orders])
+            # The training digits were checked once, so the mini-batches are not.
+            images, labels = train.images[index], train.labels[index]
+            if any(a.active for a in augmentations):
+                images = torch.stack([a.unchecked(images[i], streams[i][1]) if a.active
+                                      else images[i] for i, a in enumerate(augmentations)])
+            keep = None
+            if stack.dropout > 0:
+                shape = (images.shape[1], 192)
+                keep = torch.stack([torch.rand(shape, generator=s[2]) >= stack.dropout
+                                    for s in streams])
+            lrs = [c.lr_at(step, total_steps) for c in configs]
+            for p in params.values():
+                p.grad = None
+            losses = _member_losses(stack.forward(images, params, keep), labels, loss_kind,
+                                    smoothing)
+            losses.sum().backward()  # each member's gradient is its own loss's
+            optimizer.step(lrs)
+            if averages is not None:
+                with torch.no_grad():
+                    for name, average in averages.items():
+                        # decay 0 (no average): weight 1, the average is the network itself
+                        average.lerp_(params[name], _per_member(
+                            [1 - c.ema for c in configs], average))
+            step += 1
+        seconds = time.perf_counter() - start
+        if record_every or pass_index == passes:
+            record(pass_index, seconds)
+        else:
+            finite = torch.isfinite(losses.detach()).tolist()
+            failing = [i for i in range(k) if not finite[i] and not diverged[i]]
+            if failing:
+                record(pass_index, seconds, failing)  # where their histories end
+    _load(models, judged(), [i for i in range(k) if not diverged[i]])
+    return [StackedRun(h, d) for h, d in zip(histories, diverged)]
+
+
+@torch.no_grad()
+def _load(models: Sequence[ModernLeNet1], weights: dict[str, Tensor],
+          members: Sequence[int]) -> None:
+    for i in members:
+        for name, value in weights.items():
+            getattr(models[i], name).copy_(value[i])

@@ -35,8 +35,9 @@ def test_study_benchmark_runs_the_quick_plans():
 @requires_data
 def test_minibatch_step_benchmark_runs():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "minibatch_step.py"),
-                           "--steps", "3"], capture_output=True, text=True, timeout=600)
+                           "--passes", "2", "--digits", "64"],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 5 and rows[0].endswith("| 1.00x |")
+    assert len(rows) == 6 and rows[0].endswith("| 1.00x |")
     assert all(float(row.split("|")[2]) > 0 for row in rows)

@@ -94,9 +94,13 @@ class _Stack:
         w2 = params["h2_weight"].reshape(k * 12, 12, 5, 5)
         b2 = params["h2_bias"].reshape(k * 12, 4, 4)
         x = images.reshape(k, batch, 16, 16).transpose(0, 1)  # member k is input channel k
-        h1 = _unit(F.conv2d(F.pad(x, PAD, value=BACKGROUND), w1, stride=STRIDE, groups=k) + b1,
+        # Channels last: mkldnn's grouped convolutions run twice as fast on this layout.
+        last = torch.channels_last
+        h1 = _unit(F.conv2d(F.pad(x, PAD, value=BACKGROUND).contiguous(memory_format=last),
+                            w1.contiguous(memory_format=last), stride=STRIDE, groups=k) + b1,
                    self.unit)
-        h2 = _unit(F.conv2d(F.pad(h1, PAD, value=self.background), w2 * self.mask,
+        h2 = _unit(F.conv2d(F.pad(h1, PAD, value=self.background).contiguous(memory_format=last),
+                            (w2 * self.mask).contiguous(memory_format=last),
                             stride=STRIDE, groups=k) + b2, self.unit)
         h2_flat = h2.reshape(batch, k, 192).transpose(0, 1)
         if keep is not None:
@@ -124,61 +128,73 @@ def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor
     return ((outputs - targets) ** 2).mean(dim=2).mean(dim=1)
 
 
-def _per_member(values: Sequence[float], like: Tensor) -> Tensor:
-    """(K,) numbers shaped to broadcast over a stacked parameter like ``like``."""
-    return torch.tensor(values, dtype=torch.float32).reshape(-1, *([1] * (like.dim() - 1)))
+def _per_member(values: Sequence[float], params: Sequence[Tensor]) -> list[Tensor]:
+    """(K,) numbers, one view per parameter shaped to broadcast over it."""
+    column = torch.tensor(values, dtype=torch.float32)
+    return [column.view(-1, *([1] * (p.dim() - 1))) for p in params]
 
 
 class _Optimizer:
     """SGD (momentum, weight decay added to the gradient) or AdamW (decoupled decay), as
-    torch.optim does them one tensor at a time, with each member's own hyperparameters."""
+    torch.optim does them one tensor at a time (the same operations, so the same bits), with
+    each member's own hyperparameters, over all parameters at once (``torch._foreach_*``)."""
 
     def __init__(self, params: dict[str, Tensor], configs: Sequence[ModernConfig]) -> None:
-        self.params, self.configs = params, configs
+        self.configs = configs
+        self.params = list(params.values())
+        assert list(params) == list(WEIGHTS + BIASES)
+        self.weights = [params[name] for name in WEIGHTS]  # the decayed ones
         self.kind = configs[0].optimizer
         self.steps = 0
-        self.state: dict[str, list[Tensor]] = {}
-        self.momentum = [c.momentum for c in configs]
-        self.decay = [c.weight_decay for c in configs]
+        self.state: list[list[Tensor]] = []
+        self.decays = [c.weight_decay for c in configs]
+        self.momenta = _per_member([c.momentum for c in configs], self.params)
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float]) -> None:
         self.steps += 1
-        for name, p in self.params.items():
-            grad = p.grad
-            assert grad is not None
-            decay = self.decay if name in WEIGHTS else [0.0] * len(lrs)
-            if self.kind == "adamw":
-                self._adamw(name, p, grad, lrs, decay)
-            else:
-                self._sgd(name, p, grad, lrs, decay)
-
-    def _sgd(self, name: str, p: Tensor, grad: Tensor, lrs: Sequence[float],
-             decay: Sequence[float]) -> None:
-        # addcmul_ (x + t1 * t2) rounds as torch.optim's add_(t, alpha=a) does, fused.
-        if any(decay):
-            grad = grad.addcmul(p, _per_member(decay, p))
-        if name not in self.state:
-            self.state[name] = [grad.clone()]
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise RuntimeError("every parameter needs a gradient before a step")
+        if self.kind == "adamw":
+            self._adamw(grads, lrs)  # type: ignore[arg-type]
         else:
-            buf = self.state[name][0]
-            buf.mul_(_per_member(self.momentum, p)).add_(grad)
-        p.addcmul_(self.state[name][0], _per_member([-lr for lr in lrs], p))
+            self._sgd(grads, lrs)  # type: ignore[arg-type]
 
-    def _adamw(self, name: str, p: Tensor, grad: Tensor, lrs: Sequence[float],
-               decay: Sequence[float]) -> None:
+    def _sgd(self, grads: list[Tensor], lrs: Sequence[float]) -> None:
+        if any(self.decays):
+            # grad + decay * p, for the weights only; addcmul rounds as add(alpha=) does, fused.
+            decays = _per_member(self.decays, self.weights)
+            for j, weight in enumerate(self.weights):  # the weights come first in params
+                grads[j] = grads[j].addcmul(weight, decays[j])
+        if not self.state:
+            self.state = [[g.clone() for g in grads]]
+        else:
+            torch._foreach_mul_(self.state[0], self.momenta)
+            torch._foreach_add_(self.state[0], grads)
+        torch._foreach_addcmul_(self.params, self.state[0],
+                                _per_member([-lr for lr in lrs], self.params))
+
+    def _adamw(self, grads: list[Tensor], lrs: Sequence[float]) -> None:
         beta1, beta2 = ADAM_BETAS
-        if name not in self.state:
-            self.state[name] = [torch.zeros_like(p), torch.zeros_like(p)]
-        exp_avg, exp_avg_sq = self.state[name]
-        p.mul_(_per_member([1 - lr * d for lr, d in zip(lrs, decay)], p))
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        if not self.state:
+            self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2)]
+        exp_avg, exp_avg_sq = self.state
+        torch._foreach_mul_(self.weights, _per_member(
+            [1 - lr * d for lr, d in zip(lrs, self.decays)], self.weights))
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
         correction1 = 1 - beta1 ** self.steps
         correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
-        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, correction2_sqrt)
+        torch._foreach_add_(denom, ADAM_EPS)
         # addcdiv's order: p + (value * exp_avg) / denom
-        p.add_(exp_avg * _per_member([-lr / correction1 for lr in lrs], p) / denom)
+        update = torch._foreach_mul(exp_avg, _per_member([-lr / correction1 for lr in lrs],
+                                                         self.params))
+        torch._foreach_div_(update, denom)
+        torch._foreach_add_(self.params, update)
 
 
 def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
@@ -226,6 +242,9 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     averages = None
     if any(c.ema for c in configs):
         averages = {name: p.detach().clone() for name, p in params.items()}
+        # decay 0 (no average): weight 1, and lerp's weight-1 branch returns the network exactly
+        ema_weights = dict(zip(params, _per_member([1 - c.ema for c in configs],
+                                                   list(params.values()))))
     streams = [[_generator(c.seed, s) for s in range(3)] for c in configs]
     augmentations = [c.augmentation() for c in configs]
     smoothing = torch.tensor([c.label_smoothing for c in configs]).unsqueeze(1)
@@ -283,9 +302,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             if averages is not None:
                 with torch.no_grad():
                     for name, average in averages.items():
-                        # decay 0 (no average): weight 1, the average is the network itself
-                        average.lerp_(params[name], _per_member(
-                            [1 - c.ema for c in configs], average))
+                        average.lerp_(params[name], ema_weights[name])
             step += 1
         seconds = time.perf_counter() - start
         if record_every or pass_index == passes:

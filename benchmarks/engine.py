@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from lenet1.data import Digits, load
 from lenet1.engine import FastEngine, ReplicaEngine
 from lenet1.nets import LeNet1
-from lenet1.train.online import SGD, ReferenceEngine, format_record, train_online
+from lenet1.report.text import format_record
+from lenet1.train.online import SGD, ReferenceEngine, train_online
 
 
 def _models(count: int, seed: int = 0) -> list[nn.Module]:

@@ -15,6 +15,8 @@ from pathlib import Path
 from .accounting import architecture, format_architecture
 from .data import SOURCES, DataError
 from .experiments.archive import ArchiveError
+from .experiments.cache import CodeKeyError
+from .experiments.executors import SchedulerError
 from .experiments.runs import (
     ENGINES,
     MODELS,
@@ -27,7 +29,8 @@ from .experiments.runs import (
     train_run,
 )
 from .nets import BACKGROUND, BIAS_INITS, INITS, UNITS, ShapeError, build_model
-from .train.online import evaluate, format_record
+from .report.text import format_record
+from .train.online import evaluate
 
 EXIT_USAGE = 2
 
@@ -116,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="paper: also write the summary, tables (CSV) and figures (PNG) here")
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
+    study.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="train the missing networks on a Dask cluster: a scheduler's "
+                            "address (tcp://host:8786), or local:N for N worker processes "
+                            "on this machine (default: $LENET1_SCHEDULER, else this machine "
+                            "without Dask); the numbers are the same either way")
 
     runs = commands.add_parser(
         "runs", help="the archive of trained runs: pack, fetch, verify",
@@ -201,15 +209,17 @@ def _study(args: argparse.Namespace) -> None:
         from .report.paper import run_and_report
 
         run_and_report(quick=args.quick, root=args.runs, data_root=args.data_root, out=args.out,
-                       progress=lambda message: print(message, flush=True))
+                       progress=lambda message: print(message, flush=True),
+                       scheduler=args.scheduler)
         return
     if args.out is not None:
         raise ValueError("--out is for the paper study; the modern study prints its tables")
-    from .experiments.modern import SEEDS, run_study
+    from .experiments.modern import run_study, study_seeds
     from .report.modern import report
 
-    study = run_study(args.seeds or SEEDS, args.quick, root=args.runs, data_root=args.data_root,
-                      log=lambda message: print(message, flush=True))
+    study = run_study(args.seeds or study_seeds(args.quick), args.quick, root=args.runs,
+                      data_root=args.data_root, log=lambda message: print(message, flush=True),
+                      scheduler=args.scheduler)
     print()
     print(report(study))
 
@@ -220,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"info": _info, "train": _train, "evaluate": _evaluate, "study": _study,
          "runs": _runs}[args.command](args)
     except (DataError, RunError, ShapeError, ValueError, FloatingPointError,
-            ArchiveError) as error:
+            ArchiveError, CodeKeyError, SchedulerError) as error:
         print(f"python -m lenet1 {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -7,8 +7,10 @@ side; each job sees the numbers it would see alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 import torch
 
@@ -22,6 +24,22 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def on_one_thread(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` run with torch on one thread, whatever the caller set: a sum over a batch
+    is then added in one order on every machine and in every worker, so a run's numbers do
+    not depend on the thread count it happened to be given."""
+    @functools.wraps(function)
+    def pinned(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch_threads(1):
+            return function(*args, **kwargs)
+
+    return pinned
 
 
 def in_parallel(jobs: Sequence[Callable[[], None]], threads: int) -> None:

@@ -145,16 +145,21 @@ def _append(path: Path, text: str) -> None:
     path.write_text(path.read_text() + text)
 
 
-@pytest.mark.parametrize("module", ["engine/lanes.py", "nets.py", "train/online.py",
-                                    "train/minibatch.py", "data.py", "experiments/runs.py"])
+@pytest.mark.parametrize("module", ["engine/lanes.py", "engine/fast.py", "nets.py",
+                                    "train/online.py", "train/minibatch.py", "train/stacked.py",
+                                    "data.py", "experiments/runs.py",
+                                    "experiments/recipes.py"])
 def test_editing_what_computes_changes_the_key(package_copy, module):
     before = cache.code_key(package_copy)
     _append(package_copy / module, "\n_EDITED = 1\n")
     assert cache.code_key(package_copy) != before
 
 
-@pytest.mark.parametrize("module", ["report/plots.py", "report/paper.py", "cli.py", "facts.py",
-                                    "experiments/paper.py"])
+@pytest.mark.parametrize("module", ["report/plots.py", "report/paper.py", "report/text.py",
+                                    "cli.py", "facts.py", "experiments/paper.py",
+                                    "experiments/training.py", "experiments/executors.py",
+                                    "experiments/cache.py", "engine/schedule.py",
+                                    "train/replicas.py"])
 def test_editing_the_presentation_keeps_the_key(package_copy, module):
     before = cache.code_key(package_copy)
     _append(package_copy / module, "\n_EDITED = 1\n")
@@ -189,7 +194,80 @@ def test_store_is_atomic(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.store(folder, "online", {}, broken, code="0" * 16)
     assert not folder.exists() and not cache.is_complete(folder, ("history.json",))
+    assert list(tmp_path.rglob("*")) == [tmp_path / "online"]  # nothing half-written is left
     cache.store(folder, "online", {}, lambda p: (p / "history.json").write_text("{}"),
                 code="0" * 16)
     assert cache.is_complete(folder, ("history.json",))
     assert cache.read_key(folder) == {"kind": "online", "spec": {}, "code": "0" * 16}
+
+
+# The modules that define a run and train it; everything they import is hashed with them.
+NUMERIC_ROOTS = ("experiments/runs.py", "experiments/recipes.py", "engine/lanes.py")
+
+
+def _as_module(path: str) -> str:
+    return "lenet1." + path.removesuffix(".py").replace("/", ".")
+
+
+def test_the_hashed_modules_are_exactly_the_import_closure_of_what_trains():
+    graph = _graph()
+    hashed = {_as_module(p) for p in cache.NUMERIC_SOURCES}
+    closure, todo = set(), [_as_module(p) for p in NUMERIC_ROOTS]
+    while todo:
+        module = todo.pop()
+        if module not in closure:
+            closure.add(module)
+            todo += sorted(graph[module])
+    # Nothing they import is left out of the key, and nothing else is in it (progress,
+    # scheduling, caching, formatting: editing those keeps every run).
+    assert closure == hashed
+    for outside in ("lenet1.engine.schedule", "lenet1.train.replicas", "lenet1.facts",
+                    "lenet1.experiments.cache", "lenet1.experiments.training",
+                    "lenet1.engine"):
+        assert outside not in hashed
+
+
+# A fixed text and its key: the key of the same code is the same on every Python and machine
+# (the tokens are compared, not a syntax tree's dump, whose text changes between versions).
+SOURCE = ('def f(a):\n    """doc"""\n    return f"{a!r:>{3}} {\'q\'}"  # c\n\n\nclass A:\n    x = 1\n')
+
+
+def test_the_key_of_a_fixed_text_is_pinned():
+    assert cache.source_key({"x.py": SOURCE}) == "090ebf248fdf35c5"
+    # layout, comments and docstrings aside ...
+    assert cache.source_key({"x.py": 'def f(a):\n  return f"{a!r:>{3}} {\'q\'}"\nclass A:\n  x = 1\n'}) \
+        == "090ebf248fdf35c5"
+    # ... any change of the code, or of the file's name, is another key
+    assert cache.source_key({"x.py": SOURCE.replace("x = 1", "x = 2")}) != "090ebf248fdf35c5"
+    assert cache.source_key({"x.py": SOURCE.replace("{3}", "{4}")}) != "090ebf248fdf35c5"
+    assert cache.source_key({"y.py": SOURCE}) != "090ebf248fdf35c5"
+    # structure is kept: moving a statement out of a block changes the key
+    nested = "if a:\n    b = 1\n    c = 2\n"
+    assert cache.source_key({"x.py": nested}) != \
+        cache.source_key({"x.py": "if a:\n    b = 1\nc = 2\n"})
+
+
+def _pythons() -> list[Path]:
+    versions = Path.home() / ".pyenv" / "versions"
+    return sorted(p / "bin" / "python" for p in versions.glob("3.1[0-3]*")
+                  if (p / "bin" / "python").is_file())
+
+
+@pytest.mark.skipif(not _pythons(), reason="no Python 3.10-3.13 under ~/.pyenv/versions")
+def test_the_code_key_is_the_same_on_python_3_10_to_3_13():
+    import subprocess
+
+    # cache.py needs only the standard library: each Python loads it alone and hashes the
+    # package, as a worker on another Python would.
+    script = ("import importlib.util, sys\n"
+              f"spec = importlib.util.spec_from_file_location('cache', {str(cache.__file__)!r})\n"
+              "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+              f"print(module.code_key(module.PACKAGE), module.source_key({{'x.py': {SOURCE!r}}}))\n")
+    seen = {}
+    for python in _pythons():
+        done = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        seen[python.parent.parent.name] = done.stdout.split()
+    assert {tuple(v) for v in seen.values()} == {(cache.code_key(), "090ebf248fdf35c5")}, seen
+    assert len({v[:4] for v in seen}) >= 2  # at least two minor versions compared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +24,16 @@ def test_engine_benchmark_runs_one_small_pass():
 
 
 @requires_data
-def test_study_benchmark_runs_the_quick_plans():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study.py"), "--quick"],
+def test_study_benchmark_runs_a_quick_plan_here_and_on_dask():
+    # The modern study only: the paper study on Dask is tested in test_reproducible.py.
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study.py"), "--quick",
+                           "--which", "modern", "--scheduler", "local:2"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| paper")
-            or line.startswith("| modern")]
-    assert len(rows) == 2 and all(int(row.split("|")[2]) > 10 for row in rows)
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| modern")]
+    assert [row[2].strip() for row in rows] == ["default", "Dask local:2"]
+    # the same networks either way, the default's ratio 1 by definition
+    assert rows[0][3] == rows[1][3] and int(rows[0][3]) > 10 and rows[0][8].strip() == "1.00"
 
 
 @requires_data
@@ -40,4 +44,5 @@ def test_minibatch_step_benchmark_runs():
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 6 and rows[0].endswith("| 1.00x |")
-    assert all(float(row.split("|")[2]) > 0 for row in rows)
+    # the figures are differences of timings: on 64 digits they may be noise, but numbers
+    assert all(math.isfinite(float(row.split("|")[2])) for row in rows)

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from lenet1.data import Digits
 from lenet1.engine import FastEngine, ReplicaEngine, fast_tanh
 from lenet1.nets import FullyConnected40, LeNet1, ShapeError, connection_table
-from lenet1.train.online import SGD, ReferenceEngine, loss_per_pattern, train_online, train_replicas
+from lenet1.train.online import SGD, ReferenceEngine, loss_per_pattern, train_online
+from lenet1.train.replicas import train_replicas
 
 from .conftest import random_digits, requires_data
 

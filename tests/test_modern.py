@@ -158,7 +158,7 @@ def test_same_seed_same_numbers_bit_for_bit():
     before = torch.get_rng_state()
     (h1, w1), (h2, w2) = run(3), run(3)
     assert torch.equal(torch.get_rng_state(), before)
-    assert h1.figures() == h2.figures()
+    assert h1.to_json() == h2.to_json()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     _, w3 = run(4)
     assert not torch.equal(w1["h1_weight"], w3["h1_weight"])
@@ -177,7 +177,6 @@ def test_a_short_run_lowers_the_loss_and_evaluates_whole_sets_in_eval_mode():
     # The last record is the whole-set, dropout-off figure of the final network.
     metrics, loss = evaluate_modern(model, train, "cross_entropy")
     assert metrics == history.final.train and loss == history.final.train_loss
-    assert all(r.seconds > 0 for r in history.passes[1:])
     assert ModernHistory.from_json(history.to_json()).to_json() == history.to_json()
 
 
@@ -189,7 +188,7 @@ def test_recording_the_last_pass_only_gives_the_same_network_and_last_record():
     full = train_minibatch(every, train, test, config)
     end = train_minibatch(last, train, test, config, record_every=False)
     assert [r.pass_index for r in end.passes] == [3]
-    assert end.figures()[-1] == full.figures()[-1]
+    assert end.to_json()[-1] == full.to_json()[-1]
     assert all(torch.equal(last.state_dict()[k], w) for k, w in every.state_dict().items())
 
 

@@ -23,12 +23,14 @@ from lenet1.experiments.modern import (
 )
 from lenet1.experiments.recipes import (
     PAPER_RECIPE,
+    QUICK,
     Recipe,
-    Runner,
-    RunResult,
     Scale,
+    Stack,
     initial_network,
+    stack_of,
 )
+from lenet1.experiments.training import Runner, RunResult
 from lenet1.experiments.runs import RunConfig, make_model
 from lenet1.report.modern import format_rows
 from lenet1.train.minibatch import ModernHistory, ModernRecord, predict_shifted
@@ -122,10 +124,15 @@ def test_every_step_starts_from_the_papers_initial_weights():
 def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch):
     runner = Runner(tmp_path, _sets(), Scale())
     first = runner.run(MINI, 0, "test")
-    assert first.fresh and first.path is not None and first.path.parent == tmp_path / "modern"
+    assert first.fresh and first.path is not None and first.path.name == "s0"
+    stack_folder = first.path.parent
+    assert stack_folder.parent == tmp_path / "modern"
     assert (first.path / "weights.safetensors").is_file()
-    saved = cache.read_key(first.path)
-    assert saved["spec"]["seed"] == 0 and saved["spec"]["recipe"]["lr"] == 0.3
+    saved = cache.read_key(stack_folder)
+    # The entry is the whole stack: the recipe on the block of seeds 0-4.
+    assert saved["spec"]["seeds"] == [0, 1, 2, 3, 4] and saved["spec"]["recipe"]["lr"] == 0.3
+    assert sorted(p.name for p in stack_folder.iterdir() if p.is_dir()) == \
+        ["s0", "s1", "s2", "s3", "s4"]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
@@ -135,8 +142,9 @@ def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch)
     assert not again.fresh and again.path == first.path
     assert again.history.to_json() == first.history.to_json()
     assert again.seconds == first.seconds  # the time measured when it was trained
-    # Another seed, recipe or evaluation set is another run ...
-    assert Runner(tmp_path, _sets(), Scale()).folder(MINI, 1, "test") != first.path
+    # Seed 3 was trained with seed 0, in its stack ...
+    assert not Runner(tmp_path, _sets(), Scale()).run(MINI, 3, "test").fresh
+    # ... another recipe or evaluation set is another run ...
     assert runner.folder(MINI.changed({"lr": 0.1}), 0, "test") != first.path
     assert runner.folder(MINI, 0, "validation") != first.path
     # ... and so is the same one under other code.
@@ -146,14 +154,19 @@ def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch)
     assert changed.folder(MINI, 0, "test") != first.path
     retrained = changed.run(MINI, 0, "test")
     assert retrained.fresh and retrained.path != first.path
-    assert retrained.history.figures() == first.history.figures()  # same seed, same numbers
+    assert retrained.history.to_json() == first.history.to_json()  # same stack, same bytes
 
 
-def test_an_interrupted_run_is_not_reused(tmp_path):
-    runner = Runner(tmp_path, _sets(), Scale())
-    folder = runner.folder(MINI, 0, "test")
-    folder.with_name(folder.name + ".partial").mkdir(parents=True)
-    assert runner.run(MINI, 0, "test").fresh
+def test_an_interrupted_stack_is_not_reused(tmp_path):
+    runner = Runner(tmp_path, _sets(), Scale(test_block=2))
+    folder = runner.folder(MINI, 0, "test").parent
+    folder.with_name(folder.name + cache.PARTIAL + "1-abc").mkdir(parents=True)
+    first = runner.run(MINI, 0, "test")
+    assert first.fresh
+    # A stack missing one of its networks is trained again, whole, with the same numbers.
+    (folder / "s1" / "history.json").unlink()
+    again = Runner(tmp_path, _sets(), Scale(test_block=2)).run(MINI, 0, "test")
+    assert again.fresh and again.history.to_json() == first.history.to_json()
 
 
 def test_test_time_augmentation_reuses_the_trained_weights(tmp_path):
@@ -171,48 +184,49 @@ def test_test_time_augmentation_reuses_the_trained_weights(tmp_path):
     assert plain.test == plain.history.final.test
 
 
-def test_run_all_trains_each_folder_once_and_logs_progress(tmp_path, monkeypatch):
-    trained: list[tuple[int, str]] = []
+def test_run_all_trains_each_stack_once_and_logs_progress(tmp_path, monkeypatch):
+    trained: list[Stack] = []
     real = Runner._train
 
-    def counting(self, stack):
-        trained.extend((seed, evaluation) for _, seed, evaluation, _ in stack)
-        real(self, stack)
+    def counting(self, stacks, what):
+        trained.extend(stacks)
+        real(self, stacks, what)
 
     monkeypatch.setattr(Runner, "_train", counting)
     lines: list[str] = []
-    runner = Runner(tmp_path, _sets(), Scale(), log=lines.append)
-    jobs = [(MINI, 0, "test"), (MINI.changed({"tta": 1}), 0, "test"), (MINI, 1, "validation"),
+    runner = Runner(tmp_path, _sets(), Scale(test_block=2), log=lines.append)
+    jobs = [(MINI, 0, "test"), (MINI.changed({"tta": 1}), 1, "test"), (MINI, 1, "validation"),
             (MINI, 0, "test")]
     results = runner.run_all(jobs, "a check")
-    assert sorted(trained) == [(0, "test"), (1, "validation")]  # tta shares the weights
-    assert [r.seed for r in results] == [0, 0, 1, 0] and all(r.fresh for r in results)
-    assert results[0].path == results[1].path == results[3].path
-    assert lines[0] == "training 2 networks (a check), 2 stacks on 1 worker"
-    assert lines[1].startswith("  [1/2] trained ") and "min left" in lines[1]
-    assert lines[2].startswith("  [2/2] trained ") and "min left" not in lines[2]
+    # tta shares the weights; seeds 0 and 1 share a test stack; validation stacks hold the
+    # selection seeds (0 and 1)
+    assert [(s.seeds, s.evaluation) for s in trained] == [((0, 1), "test"),
+                                                           ((0, 1), "validation")]
+    assert [r.seed for r in results] == [0, 1, 1, 0] and all(r.fresh for r in results)
+    assert results[0].path == results[3].path and results[0].path.parent == results[1].path.parent
+    assert lines[0] == "training 4 networks (a check), 2 tasks on this process"
+    assert lines[1].startswith("  [1/4] trained ") and "min left" in lines[1]
+    assert lines[4].startswith("  [4/4] trained ") and "min left" not in lines[4]
     # The validation run records its last pass only; the test run every pass.
     assert [r.pass_index for r in results[2].history.passes] == [MINI.passes]
     assert [r.pass_index for r in results[0].history.passes] == list(range(MINI.passes + 1))
     assert not any(r.fresh for r in runner.run_all(jobs))
 
 
-def test_runs_are_stacked_by_what_they_share_in_even_stacks_of_five_at_most():
-    from pathlib import Path
-
-    from lenet1.experiments.recipes import _stacks
-
-    adamw = MINI.changed({"optimizer": "adamw", "lr": 3e-3})
-    online = Recipe()
-    jobs = ([(MINI.changed({"lr": 0.1 * (i + 1)}), i, "test", Path(f"a{i}")) for i in range(7)]
-            + [(adamw, i, "test", Path(f"b{i}")) for i in range(3)]
-            + [(MINI, 0, "validation", Path("c")), (online, 0, "test", Path("d")),
-               (online, 1, "test", Path("e")), (MINI.changed({"translate": 1}), 8, "test",
-                                                 Path("a8"))])
-    stacks = _stacks(jobs)
-    assert [[job[3].name for job in stack] for stack in stacks] == [
-        ["a0", "a1", "a2", "a3"], ["a4", "a5", "a6", "a8"],  # 8 runs: two stacks of 4
-        ["b0", "b1", "b2"], ["c"], ["d"], ["e"]]
+def test_a_runs_stack_is_its_recipe_on_a_fixed_block_of_seeds():
+    scale = Scale(test_block=5, selection_seeds=2, max_passes=3)
+    assert stack_of(MINI, 7, "test", scale).seeds == (5, 6, 7, 8, 9)
+    assert stack_of(MINI, 4, "test", scale).seeds == (0, 1, 2, 3, 4)
+    assert stack_of(MINI, 3, "validation", scale).seeds == (2, 3)
+    # the evaluation-only tta is not part of what is trained; passes are capped by the scale
+    long = MINI.changed({"passes": 30, "tta": 1})
+    assert stack_of(long, 0, "test", scale).recipe == MINI.changed({"passes": 3})
+    assert stack_of(Recipe(), 3, "test", scale).seeds == (3,)  # online: one seed
+    assert QUICK.block("test") == 2 and QUICK.block("validation") == 1
+    with pytest.raises(ValueError, match="seed"):
+        stack_of(MINI, -1, "test", scale)
+    with pytest.raises(ValueError, match="evaluation"):
+        stack_of(MINI, 0, "holdout", scale)
 
 
 def test_a_diverged_candidate_is_recorded_and_loses(tmp_path, monkeypatch):
@@ -244,7 +258,7 @@ def _result(recipe: Recipe, seed: int, misses: int, train_misses: int,
             seconds: float) -> RunResult:
     test = Metrics(0.1, misses / 2007, misses, 2007)
     train = Metrics(0.01, train_misses / 7291, train_misses, 7291)
-    history = ModernHistory([ModernRecord(1, train, test, 0.1, 0.2, seconds, 0.001)])
+    history = ModernHistory([ModernRecord(1, train, test, 0.1, 0.2, 0.001)])
     return RunResult(recipe, seed, "test", history, seconds, train, test)
 
 
@@ -324,9 +338,7 @@ def test_format_rows_aligns_columns():
 
 @requires_data
 def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
-    # One code key for both calls, even if someone edits the package meanwhile.
-    monkeypatch.setattr(cache, "code_key", lambda: "fixed-for-test")
-    tiny = Scale(train_size=100, max_passes=1, selection_seeds=1)
+    tiny = Scale(train_size=100, max_passes=1, selection_seeds=1, test_block=2)
     study = run_study((0, 1), scale=tiny, root=tmp_path)
     assert [s.name for s in study.steps] == [step.name for step in STEPS]
     assert all(len(s.test_errors) == 2 and s.test_count == 2007 for s in study.steps)

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from lenet1.experiments.runs import (
-    RunConfig,
-    cached_runs,
-    fit_and_evaluation_sets,
-    run_folder,
-    seeds,
-)
+from lenet1.experiments.runs import RunConfig, fit_and_evaluation_sets
+from lenet1.experiments.training import cached_runs, run_folder
 from lenet1.experiments.stats import Spread, rejection_figures, summarise
 from lenet1.train.online import History, Metrics, PassRecord
 
@@ -43,15 +39,9 @@ def test_summarise_per_pass():
         summarise([_history([1, 2]), _history([1])])
 
 
-def test_seeds():
-    configs = seeds(RunConfig(passes=3), 4, first=2)
-    assert [c.seed for c in configs] == [2, 3, 4, 5] and all(c.passes == 3 for c in configs)
-
-
-@requires_data
 def test_cached_runs_train_replicas_once_and_match_single_runs(tmp_path):
     base = RunConfig(passes=1, engine="fast", holdout=0.9, holdout_seed=1)
-    configs = seeds(base, 2) + [RunConfig(passes=1, engine="fast", holdout=0.9, holdout_seed=1,
+    configs = [replace(base, seed=seed) for seed in range(2)] + [RunConfig(passes=1, engine="fast", holdout=0.9, holdout_seed=1,
                                           optimizer="sdlm", seed=5)]
     runs = cached_runs(configs, root=tmp_path)
     assert [r.config for r in runs] == configs

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from lenet1.experiments.runs import RunConfig, RunError, cached_run, load_run, make_model, save_run
+from lenet1.experiments.runs import RunConfig, RunError, load_run, make_model, save_run
+from lenet1.experiments.training import cached_run
 from lenet1.nets import LeNet1
 from lenet1.train.online import SGD, History, evaluate, metrics_of, train_online
 
@@ -109,7 +110,7 @@ def test_cached_run_trains_once_then_reloads(tmp_path):
 
 
 def test_recording_only_the_last_pass_keeps_the_weights_and_the_last_record():
-    from lenet1.train.online import train_replicas
+    from lenet1.train.replicas import train_replicas
 
     train, test = random_digits(120, 0), random_digits(40, 1)
 

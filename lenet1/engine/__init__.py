@@ -12,10 +12,13 @@ Modules, each one job:
 - :mod:`~lenet1.engine.single`: one network's pass (LeNet-1, FC-40), and the arithmetic;
 - :mod:`~lenet1.engine.lanes`: eight LeNet-1s to a vector, replica innermost;
 - :mod:`~lenet1.engine.marshal`: torch parameters to the kernels' arrays and back;
-- :mod:`~lenet1.engine.schedule`: the engines, and how replicas share the cores.
+- :mod:`~lenet1.engine.fast`: :class:`FastEngine`, one network's pass;
+- :mod:`~lenet1.engine.schedule`: :class:`ReplicaEngine`, how replicas share the kernels and
+  the cores (it decides no number).
 """
 
+from .fast import FastEngine
 from .intrinsics import fast_tanh
-from .schedule import FastEngine, ReplicaEngine, measured_group_cost
+from .schedule import ReplicaEngine, measured_group_cost
 
 __all__ = ["FastEngine", "ReplicaEngine", "fast_tanh", "measured_group_cost"]

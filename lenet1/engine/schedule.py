@@ -1,5 +1,9 @@
-"""The engines: one network per pass (:class:`FastEngine`), or many at once spread over the
-cores as lane groups and single passes (:class:`ReplicaEngine`)."""
+"""Many networks' online passes at once (:class:`ReplicaEngine`), spread over the cores as
+lane groups and single passes.
+
+This module decides only which kernel trains which network and on which thread, never a
+number: every replica gets exactly the numbers :class:`~lenet1.engine.fast.FastEngine` gives
+it alone (``tests/test_engine.py``), so it is not part of the code key."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torch import Tensor, nn
 
 from ..nets import MAPS, ShapeError
 from ..threads import in_parallel
+from .fast import _run_one
 from .intrinsics import LANES
 from .lanes import _lenet1_lanes
 from .marshal import LENET1_NAMES, TRANSPOSED, _Net, _patterns
@@ -24,45 +29,9 @@ from .single import _fc_pass, _lenet1_pass
 # match against the star-arguments.)
 
 
-def _run_one(net: _Net, images: np.ndarray, targets: np.ndarray) -> float:
-    arrays = (*net.arrays, *net.steps)
-    if net.is_lenet1:
-        return _lenet1_pass(images, targets, *arrays,  # type: ignore[call-arg,arg-type]
-                            net.background, net.amp, net.slope)
-    return _fc_pass(images, targets, *arrays, net.amp, net.slope)  # type: ignore[call-arg,arg-type]
-
-
 def _max_threads() -> int:
     """The most threads numba may use (NUMBA_NUM_THREADS, by default the CPU count)."""
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-
-
-# --- the engines -------------------------------------------------------------------------------
-
-
-class FastEngine:
-    """Online training, one pattern at a time, compiled: the :class:`~lenet1.train.Engine`
-    protocol, with the same arithmetic as :class:`~lenet1.train.ReferenceEngine` to float32
-    rounding, thirty to fifty times faster.
-
-    Trains :class:`~lenet1.model.LeNet1` (any connection table and ``h2_background``) and
-    :class:`~lenet1.model.FullyConnected40`, with either unit, under any step rule: a step size
-    is anything that broadcasts to its parameter's shape.
-
-    After a pass, ``last_loss`` is the mean of the patterns' losses, each taken before its own
-    update (the online training loss).
-    """
-
-    def __init__(self) -> None:
-        self.last_loss: float | None = None
-
-    def train_pass(self, model: nn.Module, images: Tensor, targets: Tensor,
-                   step_sizes: dict[str, Tensor]) -> None:
-        x, t = _patterns(images, targets)
-        net = _Net(model, step_sizes)
-        total = _run_one(net, x, t) if len(x) else 0.0
-        net.write_back()
-        self.last_loss = total / len(x) if len(x) else None
 
 
 def _single_jobs(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],

@@ -14,7 +14,7 @@ candidate is trained on the other 80% with the first :attr:`Scale.selection_seed
 judged by its mean validation error (ties: mean validation MSE). The test set is used once per
 step, for the figures of the chosen recipe.
 
-Every run is trained or reloaded by :class:`lenet1.experiments.recipes.Runner`, through the
+Every run is trained or reloaded by :class:`lenet1.experiments.training.Runner`, through the
 package's one cache: a run is trained once, reloaded afterwards, and never reused by different
 code.
 
@@ -31,6 +31,7 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,20 +39,18 @@ from typing import Any
 from ..accounting import multiply_adds
 from ..facts import KARPATHY_PATH
 from ..nets import ModernLeNet1
-from ..threads import torch_threads
-from .recipes import (
-    FULL,
-    PAPER_RECIPE,
-    QUICK,
-    Recipe,
-    Runner,
-    RunResult,
-    Scale,
-    study_sets,
-)
+from .executors import DaskCluster, Executor, scheduler_from_environment
+from .recipes import FULL, PAPER_RECIPE, QUICK, Recipe, Scale, study_sets
+from .training import Runner, RunResult
 from .stats import sample_std
 
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+QUICK_SEEDS: tuple[int, ...] = (0, 1)  # quick mode: one stack of QUICK.test_block seeds
+
+
+def study_seeds(quick: bool) -> tuple[int, ...]:
+    """The seeds the study reports: :data:`SEEDS`, or :data:`QUICK_SEEDS` in quick mode."""
+    return QUICK_SEEDS if quick else SEEDS
 
 # --- the steps ----------------------------------------------------------------------------------
 
@@ -310,17 +309,22 @@ def paired_change(before: StepSummary, after: StepSummary) -> tuple[float, float
 def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
               steps: Sequence[Step] = STEPS, scale: Scale | None = None,
               root: str | Path | None = None, data_root: str | None = None,
-              log: Callable[[str], None] | None = None, workers: int | None = None
-              ) -> Study:
+              log: Callable[[str], None] | None = None, workers: int | None = None,
+              scheduler: str | None = None, executor: Executor | None = None) -> Study:
     """Every step on every seed, with every open choice decided on the validation split.
 
     Trains what ``root`` (default :func:`lenet1.experiments.cache.runs_root`) lacks and reloads
     the rest. ``quick`` shrinks everything (:data:`QUICK`: 300 training digits, 2 passes, one
-    selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. The missing
-    runs train in stacks of up to five (:meth:`~lenet1.experiments.recipes.Runner.run_all`), the
-    stacks on one thread each in ``workers`` processes (default: one per core); the stacks do
-    not depend on ``workers``, so neither do the numbers.
+    selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. A run is
+    trained in its stack (:func:`~lenet1.experiments.recipes.stack_of`: its recipe on a fixed
+    block of seeds), the stacks in ``workers`` processes (default: one per core), or with
+    ``scheduler`` (else ``$LENET1_SCHEDULER``) on a Dask cluster, or on ``executor``; none of
+    these changes a number.
     """
+    if executor is None and scheduler_from_environment(scheduler):
+        with closing(DaskCluster(scheduler_from_environment(scheduler) or "", log)) as cluster:
+            return run_study(seeds, quick, steps=steps, scale=scale, root=root,
+                             data_root=data_root, log=log, workers=workers, executor=cluster)
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
@@ -333,7 +337,7 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     runs: list[RunResult] = []
     recipe: Recipe | None = None
     patterns = len(sets["test"][0])
-    with torch_threads(1), Runner(root, sets, scale, log, data_root, workers) as runner:
+    with Runner(root, sets, scale, log, data_root, workers, executor=executor) as runner:
         # First every open choice, step by step (each builds on the last); then the test runs
         # of every step at once, so that the workers never wait for a step's last run.
         step_recipes: list[Recipe] = []

@@ -1,6 +1,6 @@
 """The paper's training method and every figure it reports, over many seeds.
 
-Three steps, each from saved run folders (:func:`lenet1.runs.run_folder`, keyed by configuration
+Three steps, each from saved run folders (:func:`lenet1.experiments.training.run_folder`, keyed by configuration
 and source), so that running it twice trains nothing the second time:
 
 1. **Calibration** (:func:`calibrate`). The paper gives no step size for its network. For each
@@ -26,6 +26,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,14 +36,9 @@ import torch
 from ..data import load, validation_split
 from ..rejection import RejectionPoint, rejection_for_error
 from ..train.online import metrics_of, predict
-from .runs import (
-    CurvatureTrace,
-    Run,
-    RunConfig,
-    cached_runs,
-    curvature_trace,
-    make_model,
-)
+from .executors import DaskCluster, Executor, scheduler_from_environment
+from .runs import CurvatureTrace, Run, RunConfig, make_model
+from .training import cached_runs, curvature_trace
 from .stats import Spread, rejection_figures, summarise
 
 Progress = Callable[[str], None] | None
@@ -96,13 +92,14 @@ def diverged(run: Run) -> bool:
 
 
 def train_runs(configs: Sequence[RunConfig], plan: Plan, root: str | Path | None = None,
-               data_root: str | None = None, progress: Progress = None) -> list[Run]:
-    """:func:`lenet1.study.cached_runs`, ``plan.batch`` replicas at a time, where a replica that
+               data_root: str | None = None, progress: Progress = None,
+               executor: Executor | None = None) -> list[Run]:
+    """:func:`lenet1.experiments.training.cached_runs`, ``plan.batch`` replicas at a time, where a replica that
     diverges (a sweep's large step sizes) is saved as such and does not stop the others."""
     if any(config.engine != "fast" for config in configs):
         raise ValueError("the study trains with the fast engine only")
     return cached_runs(configs, root, data_root, progress, batch=plan.batch,
-                       stop_on_divergence=False)
+                       stop_on_divergence=False, executor=executor)
 
 
 # --- 1. calibration ---------------------------------------------------------------------------
@@ -200,10 +197,11 @@ class Calibration:
 
 
 def calibrate(model: str, optimizer: str, plan: Plan, root: str | Path | None = None,
-              data_root: str | None = None, progress: Progress = None) -> Calibration:
+              data_root: str | None = None, progress: Progress = None,
+              executor: Executor | None = None              ) -> Calibration:
     configs = calibration_configs(model, optimizer, plan)
     assert all(c.holdout > 0 for c in configs)  # the test set plays no part
-    runs = train_runs(configs, plan, root, data_root, progress)
+    runs = train_runs(configs, plan, root, data_root, progress, executor)
     points = grid_points(runs)
     return Calibration(model, optimizer, points, select(points))
 
@@ -241,12 +239,13 @@ class Arm:
 
 
 def protocol(name: str, config: RunConfig, plan: Plan, root: str | Path | None = None,
-             data_root: str | None = None, progress: Progress = None) -> Arm:
+             data_root: str | None = None, progress: Progress = None,
+              executor: Executor | None = None              ) -> Arm:
     full = [replace(config, seed=s) for s in range(plan.final_seeds)]
     held = [replace(config, seed=s, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
                     record="last")
             for s in range(plan.final_seeds)]
-    runs = train_runs(full + held, plan, root, data_root, progress)
+    runs = train_runs(full + held, plan, root, data_root, progress, executor)
     runs, holdout_runs = runs[:len(full)], runs[len(full):]
     bad = [r.path.name for r in runs + holdout_runs if diverged(r)]
     if bad:
@@ -270,10 +269,11 @@ EARLIER = "LeNet-1, earlier reproductions' setup"
 
 
 def earlier_reproduction(plan: Plan, root: str | Path | None = None,
-                         data_root: str | None = None, progress: Progress = None) -> Arm:
+                         data_root: str | None = None, progress: Progress = None,
+              executor: Executor | None = None              ) -> Arm:
     config = replace(base_config("lenet1", "sgd", plan), unit="tanh", init="sqrt_fan_in",
                      lr=0.03)
-    return protocol(EARLIER, config, plan, root, data_root, progress)
+    return protocol(EARLIER, config, plan, root, data_root, progress, executor)
 
 
 # --- 3. ablations -----------------------------------------------------------------------------
@@ -302,7 +302,8 @@ class Ablation:
 
 
 def ablations(baseline: Arm, plan: Plan, root: str | Path | None = None,
-              data_root: str | None = None, progress: Progress = None) -> list[Ablation]:
+              data_root: str | None = None, progress: Progress = None,
+              executor: Executor | None = None              ) -> list[Ablation]:
     """Each variant of the calibrated SDLM network, on the held-out split; the first entry is
     the baseline itself (its held-out runs)."""
     base = replace(baseline.config, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
@@ -311,7 +312,7 @@ def ablations(baseline: Arm, plan: Plan, root: str | Path | None = None,
     configs = [replace(base, seed=s, **changes)  # type: ignore[arg-type]
                for _, changes in variants
                for s in range(plan.ablation_seeds)]
-    runs = train_runs(configs, plan, root, data_root, progress)
+    runs = train_runs(configs, plan, root, data_root, progress, executor)
     out = [Ablation("baseline (calibrated SDLM)", baseline.holdout_runs)]
     for i, (name, _) in enumerate(variants):
         out.append(Ablation(name, runs[i * plan.ablation_seeds:(i + 1) * plan.ablation_seeds]))
@@ -391,23 +392,35 @@ ARMS = (("LeNet-1, SDLM", "lenet1", "sdlm"), ("LeNet-1, SGD", "lenet1", "sgd"),
 
 
 def calibrate_all(plan: Plan, root: str | Path | None = None, data_root: str | None = None,
-                  progress: Progress = None) -> dict[str, Calibration]:
-    return {name: calibrate(model, optimizer, plan, root, data_root, progress)
+                  progress: Progress = None,
+              executor: Executor | None = None              ) -> dict[str, Calibration]:
+    return {name: calibrate(model, optimizer, plan, root, data_root, progress, executor)
             for name, model, optimizer in ARMS}
 
 
 def protocol_all(calibrations: dict[str, Calibration], plan: Plan,
                  root: str | Path | None = None, data_root: str | None = None,
-                 progress: Progress = None) -> dict[str, Arm]:
-    return {name: protocol(name, calibrations[name].chosen, plan, root, data_root, progress)
+                 progress: Progress = None,
+              executor: Executor | None = None              ) -> dict[str, Arm]:
+    return {name: protocol(name, calibrations[name].chosen, plan, root, data_root, progress,
+                           executor)
             for name in calibrations}
 
 
 def run_all(quick: bool = False, root: str | Path | None = None, data_root: str | None = None,
-            progress: Progress = print) -> StudyResults:
+            progress: Progress = print, scheduler: str | None = None,
+            executor: Executor | None = None) -> StudyResults:
     """Calibrate, then train every protocol and ablation run that is not saved yet, and the
     curvature trace; reload the rest. :mod:`lenet1.report.paper` turns the results into the
-    book's tables and figures."""
+    book's tables and figures.
+
+    The missing runs train as groups of replicas on ``executor``; by default in this process on
+    every core, or with ``scheduler`` (else ``$LENET1_SCHEDULER``) on a Dask cluster
+    (:class:`~lenet1.experiments.executors.DaskCluster`: an address, or ``local:N``). Where
+    they train never changes their numbers."""
+    if executor is None and scheduler_from_environment(scheduler):
+        with closing(DaskCluster(scheduler_from_environment(scheduler) or "", progress)) as cluster:
+            return run_all(quick, root, data_root, progress, executor=cluster)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -415,13 +428,13 @@ def run_all(quick: bool = False, root: str | Path | None = None, data_root: str 
         seconds[name] = time.perf_counter() - started - sum(seconds.values())
 
     plan = plan_for(quick)
-    calibrations = calibrate_all(plan, root, data_root, progress)
+    calibrations = calibrate_all(plan, root, data_root, progress, executor)
     lap("calibration")
-    arms = protocol_all(calibrations, plan, root, data_root, progress)
-    earlier = earlier_reproduction(plan, root, data_root, progress)
+    arms = protocol_all(calibrations, plan, root, data_root, progress, executor)
+    earlier = earlier_reproduction(plan, root, data_root, progress, executor)
     lap("protocol")
     sdlm = arms["LeNet-1, SDLM"]
-    ablation_results = ablations(sdlm, plan, root, data_root, progress)
+    ablation_results = ablations(sdlm, plan, root, data_root, progress, executor)
     normalisations = normalised_mses(sdlm.runs, data_root)
     lap("ablations")
     trace = curvature_trace(sdlm.config, root, data_root)

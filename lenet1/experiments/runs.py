@@ -13,21 +13,19 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
-from ..data import Digits, load, validation_split
+from ..data import Digits, Split, load, validation_split
 from ..nets import BACKGROUND, BIAS_INITS, INITS, UNITS, build_model, connection_table
-from ..train.online import SGD, History, PassRecord, StepRule, train_online, train_replicas
-from . import cache
+from ..train.online import SGD, History, PassRecord, StepRule, train_online
 
 RUN_FILES = ("config.json", "history.json", "weights.safetensors")
 MODELS = ("lenet1", "fc40")
@@ -135,7 +133,7 @@ def make_rule(config: RunConfig) -> StepRule:
 
 def make_engine(config: RunConfig, progress: bool = False) -> Any:
     if config.engine == "fast":
-        from ..engine import FastEngine
+        from ..engine.fast import FastEngine
 
         return FastEngine()
     from ..train.online import ReferenceEngine
@@ -144,20 +142,26 @@ def make_engine(config: RunConfig, progress: bool = False) -> Any:
 
 
 def environment() -> dict[str, str]:
+    """The machine and library versions, for whoever wants to redo a run."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
 
-    from .. import __version__
-
-    return {"lenet1": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+    try:
+        ours = version("lenet1")
+    except PackageNotFoundError:  # a source tree on the path, not installed
+        ours = "unknown"
+    return {"lenet1": ours, "python": sys.version.split()[0], "torch": torch.__version__,
             "numpy": numpy.__version__, "platform": platform.platform(),
             "machine": platform.machine(), "torch_threads": str(torch.get_num_threads())}
 
 
-def fit_and_evaluation_sets(config: RunConfig, data_root: str | None = None
-                            ) -> tuple[Digits, Digits]:
+def fit_and_evaluation_sets(config: RunConfig, data_root: str | None = None,
+                            split: Split | None = None) -> tuple[Digits, Digits]:
     """The digits a run trains on and the ones it reports as "test": the test set, or with
-    ``holdout`` > 0 the held-out part of the training set."""
-    split = load(config.data, data_root)
+    ``holdout`` > 0 the held-out part of the training set. From ``split`` (the digits of
+    ``config.data``, e.g. as sent to a worker), else loaded from ``data_root``."""
+    split = split if split is not None else load(config.data, data_root)
     if config.holdout > 0:
         return validation_split(split.train, config.holdout, config.holdout_seed)
     return split.train, split.test
@@ -170,20 +174,28 @@ def train_run(config: RunConfig, out: Path | None = None, data_root: str | None 
     train, evaluation = fit_and_evaluation_sets(config, data_root)
     model = make_model(config)
     history = train_online(model, train, evaluation, config.passes, make_rule(config),
-                           make_engine(config, progress), on_pass=on_pass, progress=progress,
+                           make_engine(config, progress), on_pass=on_pass,
                            record_every=config.record == "every")
     if out is not None:
         save_run(out, config, model, history)
     return model, history
 
 
-def save_run(out: Path, config: RunConfig, model: nn.Module, history: History) -> None:
+def save_run(out: Path, config: RunConfig, model: nn.Module | None, history: History,
+             state: Mapping[str, Tensor] | None = None,
+             machine: Mapping[str, str] | None = None) -> None:
+    """Write a run folder: the network's weights (or ``state``, trained elsewhere) and the
+    machine that trained it (default: this one)."""
+    if state is None:
+        if model is None:
+            raise ValueError("save_run needs the trained network or its state")
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     (out / "history.json").write_text(json.dumps(history.to_json(), indent=1) + "\n")
-    (out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-              str(out / "weights.safetensors"))
+    (out / "environment.json").write_text(json.dumps(dict(machine or environment()), indent=2)
+                                          + "\n")
+    save_file(dict(state), str(out / "weights.safetensors"))
 
 
 @dataclass
@@ -219,96 +231,7 @@ def load_run(path: str | Path) -> Run:
     return Run(folder, config, history, model)
 
 
-ONLINE = "online"  # the cache's kind for these runs
-
-
-def run_folder(config: RunConfig, root: str | Path | None = None) -> Path:
-    """Where the cached run of ``config`` lives (:func:`lenet1.experiments.cache.folder_of`)."""
-    label = f"{config.model}-{config.optimizer}-s{config.seed}"
-    return cache.folder_of(ONLINE, label, asdict(config), root)
-
-
-def _write_run(config: RunConfig, model: nn.Module, history: History) -> Callable[[Path], None]:
-    return lambda folder: save_run(folder, config, model, history)
-
-
-def cached_run(config: RunConfig, root: str | Path | None = None,
-               data_root: str | None = None,
-               on_pass: Callable[[PassRecord], None] | None = None) -> Run:
-    """The run for ``config``, trained now or reloaded from the cache."""
-    folder = run_folder(config, root)
-    if cache.is_complete(folder, RUN_FILES):
-        return load_run(folder)
-    model, history = train_run(config, data_root=data_root, on_pass=on_pass)
-    cache.store(folder, ONLINE, asdict(config), _write_run(config, model, history))
-    return Run(folder, config, history, model)
-
-
-def _replica_group(config: RunConfig) -> tuple[object, ...]:
-    # Replicas share the patterns (data, split), the number of passes and what they record;
-    # their units, tables and step rules may differ.
-    return (config.data, config.model, config.passes, config.holdout, config.holdout_seed,
-            config.record)
-
-
-def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
-                data_root: str | None = None,
-                progress: Callable[[str], None] | None = None, batch: int | None = None,
-                stop_on_divergence: bool = True) -> list[Run]:
-    """One run per configuration, in order: reloaded if cached, else trained now and cached.
-
-    Missing fast-engine runs that share data and shape are trained together as replicas
-    (:func:`lenet1.train.online.train_replicas`, which gives each the numbers it would get
-    alone), ``batch`` at a time (default: all at once; a smaller batch saves progress more
-    often). With ``stop_on_divergence=False`` a replica whose loss blows up does not stop the
-    others: its run is saved with the history up to the pass where it diverged, as a sweep needs.
-    """
-    if batch is not None and batch < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
-    runs: dict[int, Run] = {}
-    missing: dict[tuple[object, ...], list[int]] = {}
-    for index, config in enumerate(configs):
-        folder = run_folder(config, root)
-        if config.engine == "fast" and not cache.is_complete(folder, RUN_FILES):
-            missing.setdefault(_replica_group(config), []).append(index)
-        else:
-            runs[index] = cached_run(config, root, data_root)
-    total = sum(len(indices) for indices in missing.values())
-    done, started = 0, time.perf_counter()
-    for indices in missing.values():
-        train, evaluation = fit_and_evaluation_sets(configs[indices[0]], data_root)
-        size = batch or len(indices)
-        for start in range(0, len(indices), size):
-            chunk = indices[start:start + size]
-            group = [configs[i] for i in chunk]
-            if progress is not None:
-                elapsed = time.perf_counter() - started
-                left = f", about {elapsed / done * (total - done) / 60:.1f} min left" if done else ""
-                progress(f"training {len(group)} replicas ({done + 1}-{done + len(group)} of "
-                         f"{total} to train{left}): {group[0].model}, {group[0].passes} passes, "
-                         f"holdout {group[0].holdout}")
-            models = [make_model(config) for config in group]
-            histories = train_replicas(models, train, evaluation, group[0].passes,
-                                       [make_rule(config) for config in group],
-                                       stop_on_divergence=stop_on_divergence,
-                                       record_every=group[0].record == "every")
-            for index, config, model, history in zip(chunk, group, models, histories):
-                folder = cache.store(run_folder(config, root), ONLINE, asdict(config),
-                                     _write_run(config, model, history))
-                runs[index] = Run(folder, config, history, model)
-            done += len(group)
-    return [runs[i] for i in range(len(configs))]
-
-
-def seeds(config: RunConfig, count: int, first: int = 0) -> list[RunConfig]:
-    """``config`` with seeds ``first`` .. ``first + count - 1``."""
-    return [replace(config, seed=seed) for seed in range(first, first + count)]
-
-
 # --- the curvature during training (the SDLM chapter) ----------------------------------------
-
-CURVATURE = "curvature"  # the cache's kind for curvature traces
-
 
 @dataclass
 class CurvatureTrace:
@@ -324,24 +247,18 @@ class CurvatureTrace:
     history: History = field(repr=False)
 
 
-def curvature_trace(config: RunConfig, root: str | Path | None = None,
-                    data_root: str | None = None) -> CurvatureTrace:
-    """Train ``config`` (SDLM) once on one engine, snapshotting the rule's curvature before
-    every pass; cached (kind ``curvature``)."""
-    from ..engine import FastEngine
+def trace_curvature(config: RunConfig, train: Digits, test: Digits
+                    ) -> tuple[CurvatureTrace, nn.Module]:
+    """Train ``config`` (SDLM) on the compiled engine, snapshotting the rule's curvature before
+    every pass; the trace and the trained network."""
+    from ..engine.fast import FastEngine
     from ..nets import LeNet1
     from ..train.sdlm import SDLM, h2_mask
 
-    folder = cache.folder_of(CURVATURE, f"{config.model}-s{config.seed}", asdict(config), root)
-    if cache.is_complete(folder, ("trace.json", "history.json")):
-        data = json.loads((folder / "trace.json").read_text())
-        history = History.from_json(json.loads((folder / "history.json").read_text()))
-        return CurvatureTrace(config, data["passes"], data["median_h"], data["median_step"],
-                              data["eta"], history)
-    train, test = fit_and_evaluation_sets(config, data_root)
     model = make_model(config)
     rule = make_rule(config)
-    assert isinstance(rule, SDLM)
+    if not isinstance(rule, SDLM):
+        raise ValueError(f"a curvature trace needs the sdlm optimizer, got {config.optimizer!r}")
     passes: list[int] = []
     median_h: dict[str, list[float]] = {}
     median_step: dict[str, list[float]] = {}
@@ -363,15 +280,5 @@ def curvature_trace(config: RunConfig, root: str | Path | None = None,
 
     history = train_online(model, train, test, config.passes, rule, FastEngine(),
                            on_pass=snapshot)
+    return CurvatureTrace(config, passes, median_h, median_step, etas, history), model
 
-    def write(partial: Path) -> None:
-        cache.write_json(partial / "trace.json", {"passes": passes, "median_h": median_h,
-                                                  "median_step": median_step, "eta": etas},
-                         indent=None)
-        cache.write_json(partial / "history.json", history.to_json())
-
-    cache.store(folder, CURVATURE, asdict(config), write)
-    return CurvatureTrace(config, passes, median_h, median_step, etas, history)
-
-
-# --- figures ----------------------------------------------------------------------------------

@@ -395,10 +395,11 @@ def gauss_newton_table(rows: Sequence[CurvatureAgreement]) -> pd.DataFrame:
 
 
 def run_and_report(quick: bool = False, root: str | Path | None = None, data_root: str | None = None,
-          out: Path | str | None = None, progress: Progress = print) -> StudyResults:
+          out: Path | str | None = None, progress: Progress = print,
+          scheduler: str | None = None) -> StudyResults:
     """:func:`~lenet1.experiments.paper.run_all`, then its plain-text summary through
     ``progress``; with ``out``, also the summary, the tables (CSV) and the figures (PNG)."""
-    results = run_all(quick, root, data_root, progress)
+    results = run_all(quick, root, data_root, progress, scheduler)
     text = format_summary(results)
     if progress is not None:
         progress(text)

@@ -20,14 +20,12 @@ What the figures mean (:class:`ModernRecord`):
   targets averaged over patterns and units. A squashed network's outputs are used as they are;
   a logits network's are mapped onto the same scale first, ``2 * softmax - 1`` (a sure, right
   answer scores 0; the figure is 4/10 of the Brier score).
-- ``seconds``: wall time of the pass's training alone (no evaluation).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +39,7 @@ from ..nets import (
     ModernLeNet1,
     check_images,
 )
+from ..threads import on_one_thread
 from .online import History, Metrics, PassRecord, loss_per_pattern, metrics_of, predict
 
 LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
@@ -193,11 +192,11 @@ class ModernConfig:
 
 @dataclass
 class ModernRecord(PassRecord):
-    """A :class:`~lenet1.train.PassRecord` plus each set's loss and the pass's wall time."""
+    """A :class:`~lenet1.train.online.PassRecord` plus each set's loss and the pass's learning
+    rate. No wall time: a history is a function of the run alone, byte for byte."""
 
     train_loss: float
     test_loss: float
-    seconds: float
     lr: float  # the learning rate of the pass's last step
 
 
@@ -206,8 +205,7 @@ class ModernHistory(History):
     passes: list[ModernRecord] = field(default_factory=list)  # type: ignore[assignment]
 
     def to_json(self) -> list[dict[str, object]]:
-        return [{**row, "train_loss": r.train_loss, "test_loss": r.test_loss,
-                 "seconds": r.seconds, "lr": r.lr}
+        return [{**row, "train_loss": r.train_loss, "test_loss": r.test_loss, "lr": r.lr}
                 for row, r in zip(super().to_json(), self.passes)]
 
     @classmethod
@@ -217,20 +215,9 @@ class ModernHistory(History):
                                  Metrics(**row["test"]),  # type: ignore[arg-type]
                                  float(row["train_loss"]),  # type: ignore[arg-type]
                                  float(row["test_loss"]),  # type: ignore[arg-type]
-                                 float(row["seconds"]),  # type: ignore[arg-type]
                                  float(row["lr"]))  # type: ignore[arg-type]
                     for row in rows])
 
-    def figures(self) -> list[dict[str, object]]:
-        """Everything but the wall times: what must repeat bit for bit from a seed."""
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in self.to_json()]
-
-
-def format_modern(record: ModernRecord) -> str:
-    tr, te = record.train, record.test
-    return (f"pass {record.pass_index:>3}  train loss {record.train_loss:.3e} error "
-            f"{100 * tr.error:5.2f}% misses {tr.misses:>4}  |  test loss {record.test_loss:.3e} "
-            f"error {100 * te.error:5.2f}% misses {te.misses:>4}  |  {record.seconds:6.2f} s")
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -249,6 +236,7 @@ def make_optimizer(model: nn.Module, config: ModernConfig) -> torch.optim.Optimi
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, foreach=False)
 
 
+@on_one_thread
 def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: ModernConfig,
                     on_pass: Callable[[ModernRecord], None] | None = None,
                     record_every: bool = True) -> ModernHistory:
@@ -257,9 +245,9 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
     Evaluates both whole sets before training (pass 0) and after every pass, in evaluation
     mode (dropout off); with ``record_every=False`` (a run judged by its end alone) after the
     last pass only, or where training stopped because the last mini-batch's loss was no longer
-    finite. The weights, and the last record, are the same either way. The same network, data,
-    config and thread count give the same figures and weights bit for bit; the global random
-    state is neither used nor changed.
+    finite. The weights, and the last record, are the same either way. The same network, data
+    and config give the same figures and weights bit for bit (torch runs on one thread
+    here); the global random state is neither used nor changed.
     """
     if not isinstance(config, ModernConfig):
         raise TypeError(f"config must be a ModernConfig, got {type(config).__name__}")
@@ -279,12 +267,11 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
     history = ModernHistory()
     lr = config.lr_at(0, total_steps)
 
-    def record(pass_index: int, seconds: float) -> None:
+    def record(pass_index: int) -> None:
         judged = average.model if average is not None else model
         train_metrics, train_loss = evaluate_modern(judged, train, config.loss)
         test_metrics, test_loss = evaluate_modern(judged, test, config.loss)
-        entry = ModernRecord(pass_index, train_metrics, test_metrics, train_loss, test_loss,
-                             seconds, lr)
+        entry = ModernRecord(pass_index, train_metrics, test_metrics, train_loss, test_loss, lr)
         history.passes.append(entry)
         if on_pass is not None:
             on_pass(entry)
@@ -293,10 +280,9 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
                                      f"loss is {train_loss}; lower the learning rate")
 
     if record_every or config.passes == 0:
-        record(0, 0.0)
-    step, seconds = 0, 0.0
+        record(0)
+    step = 0
     for pass_index in range(1, config.passes + 1):
-        start = time.perf_counter()
         model.train()
         order = (torch.randperm(len(train), generator=order_rng) if config.shuffle
                  else torch.arange(len(train)))
@@ -321,11 +307,10 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
                 average.update(model)
             step += 1
         model.eval()
-        seconds = time.perf_counter() - start
         if record_every:
-            record(pass_index, seconds)
+            record(pass_index)
         elif pass_index == config.passes or not math.isfinite(loss.item()):
-            record(pass_index, seconds)  # raises if the training loss is no longer finite
+            record(pass_index)  # raises if the training loss is no longer finite
     if average is not None:
         model.load_state_dict(average.model.state_dict())
     return history

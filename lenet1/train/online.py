@@ -18,7 +18,7 @@ by name, so any rule runs on any engine.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Protocol
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..data import Digits
 from ..nets import check_images
-from ..threads import in_parallel, torch_threads
+from ..threads import in_parallel, on_one_thread, torch_threads
 
 OUTPUTS = 10
 
@@ -175,23 +175,16 @@ class History:
         return self.passes[-1]
 
 
-def format_record(record: PassRecord) -> str:
-    tr, te = record.train, record.test
-    return (f"pass {record.pass_index:>2}  train mse {tr.mse:.2e} error {100 * tr.error:5.2f}% "
-            f"misses {tr.misses:>4}  |  test mse {te.mse:.2e} error {100 * te.error:5.2f}% "
-            f"misses {te.misses:>4}")
-
-
 def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
                  rule: StepRule, engine: Engine | None = None,
                  on_pass: Callable[[PassRecord], None] | None = None,
-                 progress: bool = False, record_every: bool = True) -> History:
+                 record_every: bool = True) -> History:
     """Train ``model`` in place for ``passes`` passes over ``train`` in its own order.
 
     Evaluates both sets before training and after every pass (``on_pass`` sees each record),
     or with ``record_every=False`` after the last pass only (see :func:`_online_loop`).
     """
-    engine = engine or ReferenceEngine(progress=progress)
+    engine = engine or ReferenceEngine()
 
     def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]]
                    ) -> list[float | None]:
@@ -200,51 +193,16 @@ def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
 
     return _online_loop([model], train, test, passes, [rule], train_pass,
                         lambda index, record: on_pass(record) if on_pass else None,
-                        threads=1, stop_on_divergence=True, progress=progress,
-                        record_every=record_every)[0]
+                        threads=1, stop_on_divergence=True, record_every=record_every)[0]
 
 
-def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, passes: int,
-                   rules: Sequence[StepRule],
-                   on_pass: Callable[[int, PassRecord], None] | None = None,
-                   threads: int | None = None, stop_on_divergence: bool = True,
-                   group_cost: float | None = None, record_every: bool = True
-                   ) -> list[History]:
-    """:func:`train_online` for several networks at once, one step rule each, on the compiled
-    :class:`~lenet1.engine.ReplicaEngine`.
-
-    Returns one :class:`History` per model, the one
-    ``train_online(model, train, test, passes, rule, engine=FastEngine())`` gives; ``on_pass``
-    sees the replica's index and the record. A replica whose training MSE is no longer finite
-    has diverged: with ``stop_on_divergence`` (the default, as ``train_online`` does) a
-    FloatingPointError is raised; without, that replica leaves the run and its history ends
-    there. ``group_cost``: see :class:`~lenet1.engine.ReplicaEngine` (speed only).
-    ``record_every``: see :func:`_online_loop`.
-    """
-    from ..engine import ReplicaEngine
-
-    models, rules = list(models), list(rules)
-    if len(models) != len(rules):
-        raise ValueError(f"{len(models)} models but {len(rules)} step rules")
-    engine = ReplicaEngine(threads, group_cost)
-
-    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]]
-                   ) -> list[float | None]:
-        engine.train_pass(live, train.images, train.targets, steps)
-        return engine.last_losses
-
-    return _online_loop(models, train, test, passes, rules, train_pass, on_pass,
-                        threads=engine.cores(), stop_on_divergence=stop_on_divergence,
-                        record_every=record_every)
-
-
+@on_one_thread
 def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: int,
                  rules: list[StepRule],
                  train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]]],
                                       list[float | None]],
                  on_pass: Callable[[int, PassRecord], None] | None, threads: int,
-                 stop_on_divergence: bool, progress: bool = False,
-                 record_every: bool = True) -> list[History]:
+                 stop_on_divergence: bool, record_every: bool = True) -> list[History]:
     """The loop both drivers share: evaluate, then per pass take each live model's step sizes,
     train them all, evaluate, and drop (or stop on) the ones that diverged.
 
@@ -276,14 +234,12 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
 
     if record_every or passes == 0:
         record(0, live)
-    rounds: Iterable[int] = range(1, passes + 1)
-    if progress:
-        from tqdm.auto import tqdm
-        rounds = tqdm(rounds, desc="passes")
-    for pass_index in rounds:
+    for pass_index in range(1, passes + 1):
         if not live:
             break
-        steps = [rules[index].step_sizes(models[index], train, pass_index) for index in live]
+        # One thread: the curvature estimate's sums are then added in one order everywhere.
+        with torch_threads(1):
+            steps = [rules[index].step_sizes(models[index], train, pass_index) for index in live]
         losses = train_pass([models[index] for index in live], steps)
         if record_every or pass_index == passes:
             record(pass_index, live)

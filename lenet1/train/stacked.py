@@ -26,7 +26,6 @@ every option). They are bit for bit repeatable for the same stack.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +45,7 @@ from ..nets import (
     _unit,
     check_images,
 )
+from ..threads import on_one_thread
 from .minibatch import ModernConfig, ModernHistory, ModernRecord, _generator, evaluate_modern
 
 PAD = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
@@ -222,14 +222,15 @@ def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
         raise ValueError("the training set is empty")
 
 
+@on_one_thread
 def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                   configs: Sequence[ModernConfig], record_every: bool = True
                   ) -> list[StackedRun]:
     """Train each ``models[i]`` in place as ``train_minibatch(models[i], train, test,
     configs[i], record_every=record_every)`` would, all in one stack.
 
-    Each member's history has the figures its network gets alone (to float32 rounding); its
-    ``seconds`` are the stack's wall time divided by the number of members. A member whose
+    Each member's history has the figures its network gets alone (to float32 rounding). A
+    member whose
     training loss stops being finite is marked diverged and trained on with the rest (a stack's
     members do not touch each other's numbers); its network keeps the weights it was last
     evaluated with, which are not usable.
@@ -258,7 +259,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     def judged() -> dict[str, Tensor]:
         return averages if averages is not None else {n: p.detach() for n, p in params.items()}
 
-    def record(pass_index: int, seconds: float, members: Sequence[int] = range(k)) -> None:
+    def record(pass_index: int, members: Sequence[int] = range(k)) -> None:
         # Each member is evaluated in its own network, exactly as train_minibatch evaluates
         # (one network's operators on a whole set beat a stack's: measured).
         _load(models, judged(), [i for i in members if not diverged[i]])
@@ -268,16 +269,14 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
             test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind)
             histories[i].passes.append(ModernRecord(pass_index, train_metrics, test_metrics,
-                                                    train_loss, test_loss, seconds / k,
-                                                    lrs[i]))
+                                                    train_loss, test_loss, lrs[i]))
             if not math.isfinite(train_loss):
                 diverged[i] = True
 
     if record_every or passes == 0:
-        record(0, 0.0)
+        record(0)
     step = 0
     for pass_index in range(1, passes + 1):
-        start = time.perf_counter()
         orders = [torch.randperm(len(train), generator=s[0]) if c.shuffle
                   else torch.arange(len(train)) for c, s in zip(configs, streams)]
         for begin in range(0, len(train), batch_size):
@@ -304,14 +303,13 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                     for name, average in averages.items():
                         average.lerp_(params[name], ema_weights[name])
             step += 1
-        seconds = time.perf_counter() - start
         if record_every or pass_index == passes:
-            record(pass_index, seconds)
+            record(pass_index)
         else:
             finite = torch.isfinite(losses.detach()).tolist()
             failing = [i for i in range(k) if not finite[i] and not diverged[i]]
             if failing:
-                record(pass_index, seconds, failing)  # where their histories end
+                record(pass_index, failing)  # where their histories end
     _load(models, judged(), [i for i in range(k) if not diverged[i]])
     return [StackedRun(h, d) for h, d in zip(histories, diverged)]
 

@@ -1,0 +1,425 @@
+"""Trained networks through the one cache: reloaded when stored, else trained now, here or on
+the workers of an :mod:`executor <lenet1.experiments.executors>`, and stored.
+
+- online runs (:class:`~lenet1.experiments.runs.RunConfig`, kind ``online``): one entry per
+  run (:func:`run_folder`); :func:`cached_runs` trains the missing ones as groups of replicas,
+  which give every run exactly the numbers it gets alone, so which runs share a group never
+  matters;
+- curvature traces of SDLM runs (kind ``curvature``): :func:`curvature_trace`;
+- the modern study's runs (kind ``modern``): :class:`Runner`, one entry per
+  :class:`~lenet1.experiments.recipes.Stack` (the networks trained together), with one
+  sub-folder per seed (``s<seed>/``: ``history.json``, ``result.json``,
+  ``weights.safetensors``).
+
+Nothing here decides a number (it is not part of the code key): the training functions it
+calls depend on their specification and the digits alone. Storing is the client's job, done
+atomically, so a worker that dies or a study stopped with Ctrl-C leaves only whole entries,
+and the next call trains what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..data import Digits, load
+from ..train.minibatch import ModernHistory
+from ..train.online import History, Metrics, PassRecord
+from ..train.replicas import train_replicas
+from . import cache
+from .executors import Context, Executor, InProcess, Processes
+from .recipes import (
+    EVALUATIONS,
+    Recipe,
+    Scale,
+    Stack,
+    Trained,
+    final_metrics,
+    stack_of,
+    train_stack,
+)
+from .runs import (
+    RUN_FILES,
+    CurvatureTrace,
+    Run,
+    RunConfig,
+    environment,
+    fit_and_evaluation_sets,
+    load_run,
+    make_model,
+    make_rule,
+    save_run,
+    trace_curvature,
+    train_run,
+)
+
+ONLINE = "online"  # the cache's kinds
+CURVATURE = "curvature"
+MODERN = "modern"
+Log = Callable[[str], None]
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+
+class Progress:
+    """Logs each trained network with how many remain and an estimate of the time left."""
+
+    def __init__(self, total: int, tasks: int, workers: int, what: str, where: str,
+                 log: Log) -> None:
+        self.total, self.log = total, log
+        # The first tasks finish together, one per worker: until then, the time so far is
+        # that of this many networks.
+        self.in_flight = max(1, min(workers, tasks)) * total / max(1, tasks)
+        self.count, self.start = 0, time.perf_counter()
+        log(f"training {total} network{'s' if total > 1 else ''}"
+            f"{' (' + what + ')' if what else ''}, {tasks} task{'s' if tasks > 1 else ''} "
+            f"on {where}")
+
+    def done(self, outcome: str) -> None:
+        self.count += 1
+        left = self.total - self.count
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(self.count, self.in_flight) * left
+        self.log(f"  [{self.count}/{self.total}] trained {outcome}"
+                 + (f"; about {eta / 60:.1f} min left" if left else ""))
+
+
+def _outcome(history: History, diverged: bool, where: str) -> str:
+    if diverged or not history.passes or not math.isfinite(history.final.train.mse):
+        return "diverged"
+    final = history.final.test
+    return f"{100 * final.error:.2f}% ({final.misses}) on {where}"
+
+
+# --- online runs --------------------------------------------------------------------------------
+
+
+def run_folder(config: RunConfig, root: str | Path | None = None,
+               code: str | None = None) -> Path:
+    """Where the cached run of ``config`` lives (:func:`lenet1.experiments.cache.folder_of`)."""
+    label = f"{config.model}-{config.optimizer}-s{config.seed}"
+    return cache.folder_of(ONLINE, label, asdict(config), root, code)
+
+
+def _store_run(folder: Path, config: RunConfig, model: nn.Module | None, history: History,
+               state: Mapping[str, Any] | None = None,
+               machine: Mapping[str, str] | None = None, code: str | None = None) -> None:
+    cache.store(folder, ONLINE, asdict(config),
+                lambda partial: save_run(partial, config, model, history, state, machine), code)
+
+
+def cached_run(config: RunConfig, root: str | Path | None = None,
+               data_root: str | None = None,
+               on_pass: Callable[[PassRecord], None] | None = None) -> Run:
+    """The run for ``config``, trained now in this process or reloaded from the cache."""
+    folder = run_folder(config, root)
+    if cache.is_complete(folder, RUN_FILES):
+        return load_run(folder)
+    model, history = train_run(config, data_root=data_root, on_pass=on_pass)
+    _store_run(folder, config, model, history)
+    return Run(folder, config, history, model)
+
+
+@dataclass(frozen=True)
+class OnlineGroup:
+    """Online runs trained side by side as replicas: same data, split, model and passes."""
+
+    configs: tuple[RunConfig, ...]
+    stop_on_divergence: bool = True
+
+
+def train_online_group(context: Context, group: OnlineGroup, threads: int
+                       ) -> list[tuple[list[dict[str, object]], dict[str, Any],
+                                       dict[str, str]]]:
+    """Train a group of replicas (a task): each run's history, weights and machine."""
+    first = group.configs[0]
+    train, evaluation = fit_and_evaluation_sets(first, split=context[first.data])
+    models = [make_model(config) for config in group.configs]
+    histories = train_replicas(models, train, evaluation, first.passes,
+                               [make_rule(config) for config in group.configs],
+                               threads=threads, stop_on_divergence=group.stop_on_divergence,
+                               record_every=first.record == "every")
+    machine = environment()
+    return [(history.to_json(), {k: v.detach().contiguous() for k, v in model.state_dict().items()},
+             machine) for model, history in zip(models, histories)]
+
+
+def _replica_group(config: RunConfig) -> tuple[object, ...]:
+    # Replicas share the patterns (data, split), the number of passes and what they record;
+    # their units, tables and step rules may differ.
+    return (config.data, config.model, config.passes, config.holdout, config.holdout_seed,
+            config.record)
+
+
+def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
+                data_root: str | None = None, progress: Log | None = None,
+                batch: int | None = None, stop_on_divergence: bool = True,
+                executor: Executor | None = None) -> list[Run]:
+    """One run per configuration, in order: reloaded if cached, else trained now and cached.
+
+    Missing fast-engine runs that share data and shape are trained together as replicas
+    (:func:`lenet1.train.replicas.train_replicas`, which gives each the numbers it would get
+    alone), ``batch`` at a time (default: all at once), each group a task of ``executor``
+    (default: this process, on every core). With ``stop_on_divergence=False`` a replica whose
+    loss blows up does not stop the others: its run is saved with the history up to the pass
+    where it diverged, as a sweep needs.
+    """
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    code = cache.code_key()
+    folders = [run_folder(config, root, code) for config in configs]
+    missing: dict[tuple[object, ...], list[RunConfig]] = {}
+    for config, folder in zip(configs, folders):
+        if cache.is_complete(folder, RUN_FILES):
+            continue
+        if config.engine != "fast":
+            cached_run(config, root, data_root)  # the reference engine, alone
+            continue
+        group = missing.setdefault(_replica_group(config), [])
+        if config not in group:
+            group.append(config)
+    tasks = []
+    for group in missing.values():
+        size = batch or len(group)
+        tasks += [OnlineGroup(tuple(group[i:i + size]), stop_on_divergence)
+                  for i in range(0, len(group), size)]
+    if tasks:
+        own = executor is None
+        runner = executor or InProcess(threads=os.cpu_count() or 1)
+        context = {source: load(source, data_root)
+                   for source in sorted({task.configs[0].data for task in tasks})}
+        log = progress or (lambda line: None)
+        count = sum(len(task.configs) for task in tasks)
+        tracker = Progress(count, len(tasks), runner.workers, "", runner.description, log)
+        try:
+            for index, results in runner.run(train_online_group, tasks, context, code):
+                for config, (rows, state, machine) in zip(tasks[index].configs, results):
+                    history = History.from_json(rows)
+                    _store_run(run_folder(config, root, code), config, None, history, state,
+                               machine, code)
+                    where = "held-out digits" if config.holdout else "test"
+                    tracker.done(f"{config.model} {config.optimizer} lr {config.lr:g} "
+                                 f"s{config.seed}: {_outcome(history, False, where)}")
+        finally:
+            if own:
+                runner.close()
+    return [load_run(folder) for folder in folders]
+
+
+def curvature_trace(config: RunConfig, root: str | Path | None = None,
+                    data_root: str | None = None) -> CurvatureTrace:
+    """:func:`lenet1.experiments.runs.trace_curvature`, cached (kind ``curvature``)."""
+    folder = cache.folder_of(CURVATURE, f"{config.model}-s{config.seed}", asdict(config), root)
+    if cache.is_complete(folder, ("trace.json", "history.json")):
+        data = json.loads((folder / "trace.json").read_text())
+        history = History.from_json(json.loads((folder / "history.json").read_text()))
+        return CurvatureTrace(config, data["passes"], data["median_h"], data["median_step"],
+                              data["eta"], history)
+    trace, _ = trace_curvature(config, *fit_and_evaluation_sets(config, data_root))
+
+    def write(partial: Path) -> None:
+        cache.write_json(partial / "trace.json", {"passes": trace.passes,
+                                                  "median_h": trace.median_h,
+                                                  "median_step": trace.median_step,
+                                                  "eta": trace.eta}, indent=None)
+        cache.write_json(partial / "history.json", trace.history.to_json())
+
+    cache.store(folder, CURVATURE, asdict(config), write)
+    return trace
+
+
+# --- the modern study's runs --------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """One trained network's figures. ``test`` is the evaluation set's (the test set, or the
+    validation split), with test-time augmentation if the recipe asks for it; ``seconds`` is
+    the wall time of its stack's training divided by the stack's networks, per-pass
+    evaluation included; ``fresh``: it was trained by this call rather than reloaded."""
+
+    recipe: Recipe
+    seed: int
+    evaluation: str
+    history: History
+    seconds: float
+    train: Metrics
+    test: Metrics
+    path: Path | None = None
+    fresh: bool = False
+    diverged: bool = False
+
+
+MEMBER_FILES = ("history.json", "result.json")
+
+
+def _train_stack_task(context: Context, stack: Stack, threads: int
+                      ) -> tuple[list[Trained], float, dict[str, str]]:
+    """A task: one stack, its wall time and the machine it ran on."""
+    start = time.perf_counter()
+    trained = train_stack(stack, context)
+    return trained, time.perf_counter() - start, environment()
+
+
+class Runner:
+    """Trains or reloads the modern study's runs through the cache (kind ``modern``).
+
+    A run ``(recipe, seed, evaluation)`` belongs to one stack
+    (:func:`~lenet1.experiments.recipes.stack_of`: its recipe on a fixed block of seeds),
+    and an entry holds a whole stack, so a run's numbers are those of its stack whichever runs
+    are asked for, in whatever order, on however many workers. :meth:`run_all` trains the
+    missing stacks of a list as tasks of the executor (by default ``workers`` processes of
+    this machine, or this process for one), the longest first, then reloads every run.
+    """
+
+    KIND = MODERN
+
+    def __init__(self, root: str | Path | None, sets: Mapping[str, tuple[Digits, Digits]],
+                 scale: Scale, log: Log | None = None, data_root: str | None = None,
+                 workers: int = 1, code: str | None = None,
+                 executor: Executor | None = None) -> None:
+        self.root = cache.runs_root(root)
+        # Taken once: every run of one study is keyed by the same code, even if the source
+        # changes while it trains.
+        self.code = code or cache.code_key()
+        self.sets = dict(sets)
+        self.scale = scale
+        self.log = log or (lambda message: None)
+        self.data_root = data_root
+        self.workers = workers
+        self._executor = executor
+        self._own: Executor | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._own is not None:
+            self._own.close()
+            self._own = None
+
+    def stack(self, recipe: Recipe, seed: int, evaluation: str) -> Stack:
+        return stack_of(recipe, seed, evaluation, self.scale)
+
+    def stack_folder(self, stack: Stack) -> Path:
+        return cache.folder_of(self.KIND, stack.label(), stack.spec(self.scale), self.root,
+                               self.code)
+
+    def folder(self, recipe: Recipe, seed: int, evaluation: str) -> Path:
+        """The folder of one run: its seed's sub-folder of its stack's entry."""
+        return self.stack_folder(self.stack(recipe, seed, evaluation)) / f"s{seed}"
+
+    def _complete(self, stack: Stack) -> bool:
+        folder = self.stack_folder(stack)
+        return (folder / cache.KEY_FILE).is_file() and all(
+            (folder / f"s{seed}" / name).is_file() for seed in stack.seeds
+            for name in MEMBER_FILES)
+
+    def run_all(self, jobs: Sequence[tuple[Recipe, int, str]], what: str = ""
+                ) -> list[RunResult]:
+        """:meth:`run` for every ``(recipe, seed, evaluation)``, the missing stacks trained
+        first, side by side (the results in order). ``what`` names the jobs in the log."""
+        for _, _, evaluation in jobs:
+            self._check_evaluation(evaluation)
+        stacks = list(dict.fromkeys(self.stack(*job) for job in jobs))
+        missing = [stack for stack in stacks if not self._complete(stack)]
+        if missing:
+            self._train(missing, what)
+        fresh = {self.stack_folder(stack) for stack in missing}
+        results = [self.run(*job) for job in jobs]
+        return [replace(r, fresh=True) if r.path is not None and r.path.parent in fresh else r
+                for r in results]
+
+    def run(self, recipe: Recipe, seed: int, evaluation: str) -> RunResult:
+        self._check_evaluation(evaluation)
+        stack = self.stack(recipe, seed, evaluation)
+        fresh = not self._complete(stack)
+        if fresh:
+            self._train([stack], "")
+        recipe = recipe.capped(self.scale.max_passes)
+        train, judged = self.sets[evaluation]
+        folder = self.stack_folder(stack) / f"s{seed}"
+        saved = json.loads((folder / "result.json").read_text())
+        history_type = ModernHistory if recipe.trainer == "minibatch" else History
+        history = history_type.from_json(json.loads((folder / "history.json").read_text()))
+        if saved["diverged"]:
+            nan = Metrics(math.nan, 1.0, len(judged), len(judged))
+            return RunResult(recipe, seed, evaluation, history, saved["seconds"],
+                             Metrics(math.nan, 1.0, len(train), len(train)), nan, folder, fresh,
+                             diverged=True)
+        if recipe.tta:
+            model = recipe.network()
+            model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+            train_metrics = final_metrics(recipe, model, train)
+            test_metrics = final_metrics(recipe, model, judged)
+        else:
+            train_metrics, test_metrics = history.final.train, history.final.test
+        return RunResult(recipe, seed, evaluation, history, saved["seconds"], train_metrics,
+                         test_metrics, folder, fresh)
+
+    @staticmethod
+    def _check_evaluation(evaluation: str) -> None:
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+
+    def _executor_for(self, tasks: int) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        if self.workers <= 1 or tasks <= 1:
+            return InProcess()
+        if self._own is None:
+            self._own = Processes(min(self.workers, os.cpu_count() or 1))
+        return self._own
+
+    def _train(self, stacks: Sequence[Stack], what: str) -> None:
+        """Train ``stacks`` (the longest first, so that the short ones fill the workers'
+        last gaps) and store each as it comes."""
+        order = sorted(stacks, key=lambda s: _expected_cost(s.recipe) * len(s.seeds),
+                       reverse=True)
+        executor = self._executor_for(len(order))
+        progress = Progress(sum(len(s.seeds) for s in order), len(order), executor.workers,
+                            what, executor.description, self.log)
+        for index, (trained, seconds, machine) in executor.run(_train_stack_task, order,
+                                                               self.sets, self.code):
+            stack = order[index]
+            self._store(stack, trained, seconds, machine)
+            for member in trained:
+                progress.done(f"{stack.label()} seed {member.seed}: "
+                              f"{_outcome(member.history, member.diverged, stack.evaluation)}")
+
+    def _store(self, stack: Stack, trained: Sequence[Trained], seconds: float,
+               machine: Mapping[str, str]) -> None:
+        def write(partial: Path) -> None:
+            cache.write_json(partial / "stack.json", {"seconds": seconds,
+                                                      "environment": dict(machine)})
+            for member in trained:
+                folder = partial / f"s{member.seed}"
+                folder.mkdir()
+                # The stack's wall time, shared evenly by its networks.
+                cache.write_json(folder / "result.json", {
+                    "seconds": seconds / len(trained), "diverged": member.diverged,
+                    "stacked_with": len(trained)})
+                cache.write_json(folder / "history.json", member.history.to_json())
+                if member.weights is not None:
+                    save_file(member.weights, str(folder / "weights.safetensors"))
+
+        cache.store(self.stack_folder(stack), self.KIND, stack.spec(self.scale), write,
+                    self.code)
+
+
+def _expected_cost(recipe: Recipe) -> float:
+    """A run's relative training time, for ordering only: passes, the compiled online pass
+    about twice as fast a pass as a mini-batch one, augmentation a little dearer."""
+    speed = 0.5 if recipe.trainer == "online" else 1.0
+    extra = 1.2 if (recipe.translate or recipe.rotate or recipe.scale or recipe.dropout) else 1.0
+    return recipe.passes * speed * extra

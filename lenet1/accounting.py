@@ -99,7 +99,7 @@ class MultiplyAdds:
 
     @property
     def train_pattern(self) -> int:
-        """One online training step: forward, backward and update."""
+        """The multiply-adds of one online training step (forward, backward and update)."""
         return self.forward + self.backward + self.update
 
     def dsp_seconds(self, patterns: int, passes: int = 1, batch_size: int = 1,

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+#: The data sources :func:`load` knows.
 SOURCES: tuple[str, ...] = ("usps", "usps-libsvm", "mnist1989")
 CANONICAL_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 SHA256 = {
@@ -65,7 +66,7 @@ class Digits:
 
     @property
     def targets(self) -> Tensor:
-        """Place-coded targets: +1 for the label's unit, -1 for the other nine."""
+        """The place-coded targets, +1 for the label's unit and -1 for the other nine."""
         return place_code(self.labels)
 
     def class_counts(self) -> list[int]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lenet1.experiments.stats import bootstrap, equivalence, paired, welch
+from lenet1.experiments.stats import bootstrap, equivalence, paired, prediction_interval, welch
 
 A = [5.1, 5.6, 5.3, 5.9, 5.4, 5.8, 5.2, 5.5]
 B = [5.0, 5.3, 5.6, 5.2, 5.1, 5.7, 4.9, 5.4]
@@ -93,3 +93,12 @@ def test_bad_arguments_are_refused() -> None:
         equivalence(A, B, margin=0)
     with pytest.raises(ValueError, match="level"):
         welch(A, B, level=1.5)
+
+
+def test_prediction_interval_is_wider_than_the_mean_s() -> None:
+    low, high = prediction_interval(A)
+    mean, std = np.mean(A), np.std(A, ddof=1)
+    t = sps.t.ppf(0.975, 7)
+    assert (low, high) == pytest.approx((mean - t * std * math.sqrt(1 + 1 / 8),
+                                         mean + t * std * math.sqrt(1 + 1 / 8)))
+    assert high - low > 2 * t * std / math.sqrt(8)

@@ -169,6 +169,18 @@ class Equivalence:
         return self.p < self.alpha
 
 
+def prediction_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed's value should fall, at ``level``, if the seeds' values are a normal
+    sample: ``mean +- t * std * sqrt(1 + 1/n)``. A single reported run (the paper's) outside it
+    is unlikely to be one more draw of the same distribution."""
+    x = _floats(values, "values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    half = (float(sps.t.ppf(0.5 + level / 2, len(x) - 1)) * float(x.std(ddof=1))
+            * math.sqrt(1 + 1 / len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
 def _floats(values: Iterable[float], name: str, least: int = 2) -> np.ndarray:
     array = np.asarray([float(v) for v in values], dtype=float)
     if len(array) < least:
@@ -275,5 +287,5 @@ def equivalence(a: Iterable[float], b: Iterable[float], margin: float, alpha: fl
 
 
 __all__ = ["Difference", "Equivalence", "RejectionFigures", "Spread", "bootstrap", "equivalence",
-           "middle", "miss_matrix", "paired", "per_class_errors", "rejection_figures",
+           "middle", "miss_matrix", "paired", "per_class_errors", "prediction_interval", "rejection_figures",
            "sample_std", "summarise", "welch"]

@@ -8,7 +8,7 @@ input.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -83,9 +83,6 @@ def free_parameters(model: nn.Module) -> int:
     return total
 
 
-
-
-
 @dataclass(frozen=True)
 class MultiplyAdds:
     """Multiply-adds of one pattern through a network, counted from its weight tensors.
@@ -102,7 +99,7 @@ class MultiplyAdds:
 
     @property
     def train_pattern(self) -> int:
-        """One online training step: forward, backward and update."""
+        """The multiply-adds of one online training step (forward, backward and update)."""
         return self.forward + self.backward + self.update
 
     def dsp_seconds(self, patterns: int, passes: int = 1, batch_size: int = 1,
@@ -129,10 +126,3 @@ def multiply_adds(model: nn.Module) -> MultiplyAdds:
     forward = sum(layers)
     return MultiplyAdds(forward=forward, backward=forward + sum(layers[1:]),
                         update=free_parameters(model))
-
-
-def summary(model: nn.Module) -> dict[str, object]:
-    """Free parameters and multiply-adds, as a plain dict for a report."""
-    count = multiply_adds(model)
-    return {"free_parameters": free_parameters(model), **asdict(count),
-            "train_pattern": count.train_pattern}

@@ -10,13 +10,14 @@
 
 The data root is, in order: the ``root`` argument, the ``LENET1_DATA`` environment variable,
 or ``data/`` at the top of the project. Missing ``usps`` files are downloaded from the
-canonical address; every load verifies their SHA-256.
+canonical address by :func:`download`; every load verifies their SHA-256.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -28,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
+#: The data sources :func:`load` knows.
 SOURCES: tuple[str, ...] = ("usps", "usps-libsvm", "mnist1989")
 CANONICAL_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 SHA256 = {
@@ -63,7 +66,7 @@ class Digits:
 
     @property
     def targets(self) -> Tensor:
-        """Place-coded targets: +1 for the label's unit, -1 for the other nine."""
+        """The place-coded targets, +1 for the label's unit and -1 for the other nine."""
         return place_code(self.labels)
 
     def class_counts(self) -> list[int]:
@@ -124,23 +127,62 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(url: str, destination: Path, expected_sha256: str) -> None:
-    """Download to a temporary file beside ``destination`` and move it into place only once
-    its checksum is right: a failed download leaves nothing behind."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+class DownloadError(DataError):
+    """A download failed: no network, an HTTP error, a cut connection, or a wrong SHA-256."""
+
+
+def download(url: str, path: str | os.PathLike[str], sha256: str | None = None, *,
+             timeout: float = 60, progress: bool = False) -> Path:
+    """Download ``url`` to ``path``, the one downloader of the package (the digits, and the
+    runs archive of :mod:`lenet1.experiments.archive`).
+
+    The bytes go to a hidden temporary file beside ``path`` and are moved into place only when
+    the whole body has arrived (as many bytes as the server announced) and, when ``sha256`` is
+    given, its SHA-256 matches: a failed download leaves nothing behind. Raises
+    :class:`DownloadError` with a one-line reason (offline, HTTP status, timeout, checksum)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while block := response.read(1 << 20):
-                out.write(block)
-        actual = sha256_of(Path(temporary))
-        if actual != expected_sha256:
-            raise DataError(f"downloaded {url} but its SHA-256 is {actual}, expected "
-                            f"{expected_sha256}")
-        os.replace(temporary, destination)
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(handle, "wb") as out, \
+                    urllib.request.urlopen(url, timeout=timeout) as response:
+                headers = getattr(response, "headers", None)
+                length = headers.get("Content-Length") if headers is not None else None
+                total = int(length) if length and str(length).isdigit() else None
+                got = 0
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                          desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        digest.update(block)
+                        got += len(block)
+                        bar.update(len(block))
+        except urllib.error.HTTPError as error:
+            error.close()
+            raise DownloadError(f"could not download {url}: HTTP {error.code} "
+                                f"{error.reason}") from error
+        except urllib.error.URLError as error:
+            raise DownloadError(f"could not download {url}: {error.reason} (offline, or the "
+                                "server cannot be reached)") from error
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            reason = str(error) or type(error).__name__
+            raise DownloadError(f"could not download {url}: {reason}") from error
+        if total is not None and got != total:
+            raise DownloadError(f"could not download {url}: got {got} of {total} bytes")
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise DownloadError(f"downloaded {url} but its SHA-256 is {digest.hexdigest()}, "
+                                f"expected {sha256}")
+        os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+    return target
+
+
+_download = download  # for functions whose ``download`` argument is a flag
 
 
 def fetch(filename: str, root: Path, download: bool = True) -> Path:
@@ -154,9 +196,9 @@ def fetch(filename: str, root: Path, download: bool = True) -> Path:
                             f"folder that holds it (it is published at {url})")
         try:
             _download(url, path, expected)
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
+        except DownloadError as error:
             raise DataError(
-                f"{path} is missing and could not be downloaded from {url} ({error}). "
+                f"{path} is missing and could not be had: {error}. "
                 f"Offline? Copy zip.train.gz and zip.test.gz into {root}, or set {ENV_VAR} to "
                 f"a folder that holds them.") from None
     actual = sha256_of(path)

@@ -189,6 +189,45 @@ def test_fetch_merges_and_keeps_runs_already_there(tmp_path: Path, site: tuple[s
     assert listing(runs) == before
 
 
+# A cache entry may hold sub-folders (the modern study keeps one per trained network).
+NESTED = {
+    "modern/study-9999999999999999/key.json": b'{"kind": "study"}\n',
+    "modern/study-9999999999999999/net-0/weights.safetensors": bytes(range(200)),
+    "modern/study-9999999999999999/net-1/weights.safetensors": bytes(range(100)),
+    "modern/study-9999999999999999/net-1/history.json": b"[2]\n",
+}
+
+
+def test_an_entry_with_sub_folders_packs_fetches_and_verifies_whole(
+        tmp_path: Path, site: tuple[str, Path], home: Path) -> None:
+    base, served = site
+    runs = make_runs(tmp_path)
+    write(runs, NESTED)
+    write(runs, {"modern/study-9999999999999999/net-1/.tmp": b"half"})  # never packed
+    pack(runs, served, KEY)
+    with tarfile.open(served / NAME) as tar:
+        names = {m.name for m in tar.getmembers() if m.isfile()}
+    assert set(NESTED) <= names and not any(n.endswith(".tmp") for n in names)
+    fetched = home / "runs"
+    assert fetch(base, fetched, KEY, progress=False) == 4  # the entry counts once
+    for name, data in NESTED.items():
+        assert (fetched / name).read_bytes() == data
+    assert verify(fetched) == len(RUNS) + len(NESTED)
+    (fetched / "modern/study-9999999999999999/net-1/history.json").write_bytes(b"[3]\n")
+    with pytest.raises(ArchiveError, match=r"net-1/history.json \(changed\)"):
+        verify(fetched)
+
+    # An entry already there is kept whole: its sub-folders are not merged with the archive's.
+    other = tmp_path / "other" / "runs"
+    write(other, {"modern/study-9999999999999999/key.json": b'{"mine": 1}\n',
+                  "modern/study-9999999999999999/net-0/weights.safetensors": b"mine"})
+    assert fetch(base, other, KEY, progress=False) == 3
+    assert not (other / "modern/study-9999999999999999/net-1").exists()
+    assert (other / "modern/study-9999999999999999/net-0/weights.safetensors").read_bytes() \
+        == b"mine"
+    assert verify(other) == len(RUNS)  # the kept entry's files are not the archive's
+
+
 def craft(path: Path, files: dict[str, bytes], *, code_key: str = KEY,
           hashes: dict[str, str] | None = None, extra: tuple[tarfile.TarInfo, ...] = (),
           listed: dict[str, bytes] | None = None) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 import urllib.error
 from pathlib import Path
 
@@ -250,3 +251,43 @@ def test_digits_refuse_mismatched_shapes():
         Digits(torch.zeros(3, 16, 16), torch.zeros(3, dtype=torch.int64))
 
 
+
+
+class _Response:
+    """A server's answer: ``body``, announcing ``length`` bytes (None: no Content-Length)."""
+
+    def __init__(self, body: bytes, length: int | None) -> None:
+        self.body, self.headers = body, {} if length is None else {"Content-Length": str(length)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, size):
+        block, self.body = self.body[:size], self.body[size:]
+        return block
+
+
+def test_download_without_a_checksum_lands_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: _Response(b"abc", 3))
+    target = data.download("http://example.invalid/x.bin", tmp_path / "sub" / "x.bin")
+    assert target.read_bytes() == b"abc" and os.listdir(tmp_path / "sub") == ["x.bin"]
+
+
+def test_download_refuses_a_short_body_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: _Response(b"ab", 5))
+    with pytest.raises(data.DownloadError, match="got 2 of 5 bytes"):
+        data.download("http://example.invalid/x.bin", tmp_path / "x.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_offline_says_so_on_one_line(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(data.DownloadError, match="offline") as caught:
+        data.download("http://example.invalid/x.bin", tmp_path / "x.bin", "0" * 64)
+    assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []

@@ -3,8 +3,8 @@ computations, and the rule's bookkeeping.
 
 The brute-force reference below builds the network as an explicit list of connections, one per
 (unit, input) pair, straight from the paper's description (fields two pixels apart, the -1
-background, H2's table), and runs eq. (2)-(3) of :mod:`lenet1.sdlm` over that graph in float64.
-It shares no code with the batched convolutions of :func:`lenet1.sdlm.curvature`.
+background, H2's table), and runs eq. (2)-(3) of :mod:`lenet1.train.sdlm` over that graph in float64.
+It shares no code with the batched convolutions of :func:`lenet1.train.sdlm.curvature`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The compiled engine: online training of LeNet-1 and FC-40 with backprop written by hand.
 
-:class:`FastEngine` runs one network's pass (every pattern's forward, backward and update) in
+:class:`~lenet1.engine.fast.FastEngine` runs one network's pass (every pattern's forward, backward and update) in
 one compiled loop, with the reference engine's arithmetic to float32 rounding and thirty to
-fifty times faster. :class:`ReplicaEngine` runs one pass for many independent networks at
+fifty times faster. :class:`~lenet1.engine.schedule.ReplicaEngine` runs one pass for many independent networks at
 once, LeNet-1s eight to a vector, each getting exactly FastEngine's numbers.
 
 Modules, each one job:
@@ -12,8 +12,8 @@ Modules, each one job:
 - :mod:`~lenet1.engine.single`: one network's pass (LeNet-1, FC-40), and the arithmetic;
 - :mod:`~lenet1.engine.lanes`: eight LeNet-1s to a vector, replica innermost;
 - :mod:`~lenet1.engine.marshal`: torch parameters to the kernels' arrays and back;
-- :mod:`~lenet1.engine.fast`: :class:`FastEngine`, one network's pass;
-- :mod:`~lenet1.engine.schedule`: :class:`ReplicaEngine`, how replicas share the kernels and
+- :mod:`~lenet1.engine.fast`: :class:`~lenet1.engine.fast.FastEngine`, one network's pass;
+- :mod:`~lenet1.engine.schedule`: :class:`~lenet1.engine.schedule.ReplicaEngine`, how replicas share the kernels and
   the cores (it decides no number).
 """
 

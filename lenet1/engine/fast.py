@@ -1,4 +1,4 @@
-"""One network's online pass on the compiled kernels: :class:`FastEngine`."""
+"""One network's online pass on the compiled kernels: :class:`~lenet1.engine.fast.FastEngine`."""
 
 from __future__ import annotations
 

@@ -265,7 +265,7 @@ H2FLAT_BLOCKS = H2FLAT // VECTOR
 
 
 def _lanes_block(args: tuple, step: bool):  # type: ignore[no-untyped-def,type-arg]
-    """Typing and code for :func:`_lanes_gemm` (``step`` False) and :func:`_lanes_gemm_step`
+    """Typing and code for ``_lanes_gemm`` (``step`` False) and ``_lanes_gemm_step``
     (``step`` True: a second array, the steps, follows the first, at the same offsets)."""
     head = 2 if step else 1
     arrays = args[:head] + (args[head + 3], args[head + 8])
@@ -357,7 +357,7 @@ def _lanes_gemm_step_intrinsic(typingctx, w, s, w_at, w_j, w_k,  # type: ignore[
                                c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
                                rows, cols, count, splat):
     """A weight block's gradient and update in one: ``G[j, k] = 0 + sum_i C X`` as in
-    :func:`_lanes_gemm`, then ``W[j, k] -= S[j, k] * G[j, k]``, ``S`` (the steps) at W's
+    ``_lanes_gemm``, then ``W[j, k] -= S[j, k] * G[j, k]``, ``S`` (the steps) at W's
     offsets. The gradient never goes to memory."""
     return _lanes_block((w, s, w_at, w_j, w_k, c, c_at, c_j, c_k, c_i, x, x_at, x_j, x_k, x_i,
                          rows, cols, count, splat), step=True)

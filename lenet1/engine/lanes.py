@@ -2,14 +2,14 @@
 ------------------------------------
 
 The single pass is bound by the overheads of its short loops, not by arithmetic, so many
-LeNet-1s go faster together than one after another. :func:`_lenet1_lanes` trains a *group*
+LeNet-1s go faster together than one after another. ``_lenet1_lanes`` trains a *group*
 of 8 networks with the replica as the innermost (fastest) axis of every array: a weight of
 the single pass becomes 8 consecutive floats, one per network (a "lane"), so w1 is (25, 12, 8)
 [offset, H1 map, lane], w2 (300, 12, 8), w3 (H, 192, 8), a state (unit, lane), and so on
 (no padding maps: the vector runs across the networks now). Every scalar operation of
-:func:`_lenet1_pass` becomes one 8-wide AVX2 operation doing it for all 8 networks, lane l
+``_lenet1_pass`` becomes one 8-wide AVX2 operation doing it for all 8 networks, lane l
 doing network l's operation on network l's numbers, in the same order: the same products,
-summed in the same order (:func:`_lanes_gemm` keeps a block of outputs in registers and adds
+summed in the same order (``_lanes_gemm`` keeps a block of outputs in registers and adds
 each output's terms in the single pass's order, multiply then add, no fused multiply-add),
 the same ``fast_tanh``, the same 16 partial sums in the full layers' dot products. So each
 network gets exactly FastEngine's numbers, whatever the other lanes hold. Each network's own
@@ -19,7 +19,7 @@ differ across the lanes. The input image is the same for every lane and is kept 
 broadcast into the products that use it. H2's unfolded input and its error are built one
 H1 map at a time (12.8 KB, in the first-level cache), and H2's gradient goes straight into
 its update without being stored. H2's blocks of 4 output maps that no lane's table connects
-to an H1 map are skipped (:func:`_live_blocks`): with the block table in every lane, a third of
+to an H1 map are skipped (``_live_blocks``): with the block table in every lane, a third of
 H2's products, which are most of the arithmetic.
 
 A group short of 8 networks fills its other lanes with dummies (zero weights and steps), which
@@ -28,7 +28,7 @@ cost as much as real ones. A group costs some 3 single passes (measured once per
 whole groups of 8 go to the lanes, a remainder of fewer than that many networks takes the
 single pass (10 networks on two cores: a group of 8 on one, two single passes on the other),
 a larger one fills one more group (the groups as even as possible), and the lanes are used
-at all only where that beats single passes for every network (:func:`_lane_count`). The
+at all only where that beats single passes for every network (``_lane_count``). The
 fully connected net keeps the single pass per network. Groups, or single passes, run on
 Python threads (the compiled functions release the GIL), not in numba's OpenMP parallel
 loops, whose threads spin after a parallel call and slow the single-threaded work that
@@ -107,7 +107,7 @@ def _lanes_full_step(w: np.ndarray, s: np.ndarray, b: np.ndarray, sb: np.ndarray
 
 @_inline
 def _lanes_dot(y: np.ndarray, w: np.ndarray, x: np.ndarray, acc: np.ndarray, n: int) -> None:
-    """``y[j] = sum_i w[j, i] x[i]`` for every row j, lane by lane, summed as :func:`_dot`
+    """``y[j] = sum_i w[j, i] x[i]`` for every row j, lane by lane, summed as ``_dot``
     sums: 16 partial sums over the whole vectors of 16, added in order, then the tail.
     Flat lane arrays: y (rows, 8), w (rows, n, 8), x (n, 8); acc is scratch (16, rows, 8)."""
     rows = y.size // LANES
@@ -169,11 +169,11 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                   s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
                   background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
                   losses: np.ndarray) -> None:
-    """:func:`_lenet1_pass` for a group of 8 networks, one per lane: w1 (25, 12, 8) [offset,
+    """``_lenet1_pass`` for a group of 8 networks, one per lane: w1 (25, 12, 8) [offset,
     H1 map, lane], b1 (768, 8), w2 (300, 12, 8) [H1 map * 25 + offset, H2 map, lane], b2
     (192, 8), w3 (H, 192, 8), b3 (H, 8), w4 (10, H, 8), b4 (10, 8); s* the steps alike;
     background, amp, slope and losses (float64) one per lane. Each lane does its network's
-    operations in :func:`_lenet1_pass`'s order; the loss sums are added to ``losses``."""
+    operations in ``_lenet1_pass``'s order; the loss sums are added to ``losses``."""
     n = images.shape[0]
     hidden = w3.shape[0]
     L = LANES

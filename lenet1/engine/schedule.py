@@ -1,4 +1,4 @@
-"""Many networks' online passes at once (:class:`ReplicaEngine`), spread over the cores as
+"""Many networks' online passes at once (:class:`~lenet1.engine.schedule.ReplicaEngine`), spread over the cores as
 lane groups and single passes.
 
 This module decides only which kernel trains which network and on which thread, never a
@@ -60,7 +60,7 @@ def measured_group_cost(patterns: int = 256, repeats: int = 3) -> float:
     bound by its short loops' overheads and the lanes by arithmetic, so the ratio depends on the
     processor (2.7-3.3 where this was written). It only decides which kernel trains which
     replica, never the numbers. Measured once per process (some 50 ms), and only when a
-    :class:`ReplicaEngine` is not given one.
+    :class:`~lenet1.engine.schedule.ReplicaEngine` is not given one.
     """
     global _GROUP_COST
     if _GROUP_COST is None:
@@ -172,7 +172,7 @@ class ReplicaEngine:
 
     The networks must be all LeNet1 or all FullyConnected40 with the same parameter shapes;
     their units, connection tables and backgrounds may differ. Each gets exactly the numbers
-    :class:`FastEngine` would give it alone. Enough LeNet-1s per core are trained eight to a
+    :class:`~lenet1.engine.fast.FastEngine` would give it alone. Enough LeNet-1s per core are trained eight to a
     vector (see the module's docstring). ``threads`` caps the cores used (default: as many as
     numba may use, at most one per group or network). ``group_cost``: what a group of 8 lanes
     costs in single passes (default: :func:`measured_group_cost`); it decides only which kernel

@@ -1,10 +1,10 @@
 """One network's online pass, compiled: the whole pass in one compiled loop, backprop by hand.
 
-:class:`lenet1.train.ReferenceEngine` lets autograd run a batch of one, so nearly all of its
-time is per-operator overhead. :class:`FastEngine` does the same arithmetic with numba: it
+:class:`lenet1.train.online.ReferenceEngine` lets autograd run a batch of one, so nearly all of its
+time is per-operator overhead. :class:`~lenet1.engine.fast.FastEngine` does the same arithmetic with numba: it
 copies the parameters out of the model, runs every pattern of the pass inside one compiled
 function (forward, backward and update, fused: no Python per pattern), and copies them back.
-:class:`ReplicaEngine` and :func:`train_replicas` train several independent networks at once:
+:class:`~lenet1.engine.schedule.ReplicaEngine` and :func:`~lenet1.train.replicas.train_replicas` train several independent networks at once:
 LeNet-1s eight to a vector (below), or one compiled pass per network, spread over the cores.
 
 The arithmetic, per pattern
@@ -53,7 +53,7 @@ sums would change the numbers from one build to the next). numba's loops vectori
 they are long (numba does not run LLVM's SLP vectoriser, and a loop of unknown length checks
 its arrays for overlap on every entry), and most of LeNet-1's are short: 16 units in an H2 map,
 25 weights in a kernel, 12 maps. So the convolutional layers' products are written as small
-blocks of explicit 16-float vector operations (:func:`_gemm16`), many rows side by side so
+blocks of explicit 16-float vector operations (``_gemm16``), many rows side by side so
 that their additions overlap. The two kernels are kept transposed, one row per (input map,
 offset) holding that weight for every output map (12 maps padded to 16 with zeros), so that
 every product runs along whole vectors: over a map's units, or over the maps. The padded maps

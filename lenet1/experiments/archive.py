@@ -6,9 +6,12 @@ An archive is ``lenet1-runs-<code key>.tar.gz``, a gzip'd POSIX (pax) tar whose 
     {"format": 1, "code_key": "<16 hex digits>", "bytes": <total size of the files>,
      "files": {"<run folder>/<file>": "<sha256 hex>", ...}}
 
-followed by the run folders (``<name>-<hash>/`` or one level down, ``modern/<name>-<hash>/``):
-their directories and files, sorted, with every time, owner and mode fixed, so that the same runs
-always pack to the same bytes. Folders being trained (``*.partial``), hidden names and symbolic
+followed by the run folders (``<name>-<hash>/`` or one level down, ``<kind>/<name>-<hash>/``,
+the cache's entries): their directories and files, sorted, with every time, owner and mode fixed,
+so that the same runs always pack to the same bytes. A run folder is the shallowest folder that
+holds a file of its own (a cache entry holds ``key.json``); it may hold sub-folders too (the
+modern study keeps one per trained network), which are packed, fetched and verified with it and
+never merged with another copy of the same entry. Folders being trained (``*.partial``), hidden names and symbolic
 links are never packed.
 
 Fetching trusts nothing in the download: the code key must be this installation's, every member
@@ -17,14 +20,13 @@ must match its sha256 before anything is moved into the runs folder. A run folde
 is kept as it is (a local run of the same code key is as good as the archived one). The runs
 folder keeps a merged ``MANIFEST.json`` that :func:`verify` checks.
 
-This module uses only the standard library and tqdm, so it can be used before anything else.
+Downloads go through the package's one downloader, :func:`lenet1.data.download`.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import json
 import os
@@ -32,14 +34,12 @@ import re
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from ..data import DownloadError, download
 
 FORMAT = 1
 MANIFEST = "MANIFEST.json"
@@ -199,30 +199,11 @@ def _name_problem(name: str) -> str | None:
 
 
 def _download(url: str, dest: Path, progress: bool, timeout: float) -> None:
+    """The package's one downloader (:func:`lenet1.data.download`); its reason, one line."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            got = 0
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as error:
-        error.close()
-        raise ArchiveError(f"could not download {url}: HTTP {error.code} {error.reason}: "
-                           "nothing unpacked") from error
-    except urllib.error.URLError as error:
-        raise ArchiveError(f"could not download {url}: {error.reason}: nothing unpacked") \
-            from error
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        reason = str(error) or type(error).__name__
-        raise ArchiveError(f"could not download {url}: {reason}: nothing unpacked") from error
-    if total is not None and got != total:
-        raise ArchiveError(f"could not download {url}: got {got} of {total} bytes: "
-                           "nothing unpacked")
+        download(url, dest, timeout=timeout, progress=progress)
+    except DownloadError as error:
+        raise ArchiveError(f"{error}: nothing unpacked") from error
 
 
 def _read_manifest(tar: tarfile.TarFile, url: str, code_key: str) -> dict[str, Any]:
@@ -296,7 +277,8 @@ def _extract(tar: tarfile.TarFile, files: dict[str, tarfile.TarInfo], hashes: di
 
 
 def _holds_files(folder: Path) -> bool:
-    """A run folder holds files; a parent like ``modern/`` holds only folders."""
+    """A run folder holds files of its own (and maybe sub-folders); a parent like ``modern/``
+    holds only folders."""
     return any(p.is_file() for p in folder.iterdir())
 
 

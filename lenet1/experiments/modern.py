@@ -2,7 +2,7 @@
 
 The study is a declarative list of :data:`STEPS`. Step 0 is the paper's loop with plain SGD at
 0.03 (online updates, scaled tanh units, MSE, 23 passes; not the paper's optimiser); every later
-step starts from the previous step's :class:`Recipe` and changes the fields it names, and
+step starts from the previous step's :class:`~lenet1.experiments.recipes.Recipe` and changes the fields it names, and
 nothing else. The network keeps its 9,760 free parameters and the paper's initial weights
 (uniform +-2.4/F, drawn from the seed exactly as :func:`lenet1.experiments.runs.make_model` draws them) in
 every step, so for a given seed every step starts from the same weights.
@@ -10,7 +10,7 @@ every step, so for a given seed every step starts from the same weights.
 Some steps leave a choice open (a learning rate after a change that rescales the gradient, or
 which of several further improvements to add). Those choices are made on a *validation split*
 carved from the training digits (:func:`lenet1.data.validation_split`, 20%, seed 0): each
-candidate is trained on the other 80% with the first :attr:`Scale.selection_seeds` seeds and
+candidate is trained on the other 80% with the first :attr:`~lenet1.experiments.recipes.Scale.selection_seeds` seeds and
 judged by its mean validation error (ties: mean validation MSE). The test set is used once per
 step, for the figures of the chosen recipe.
 
@@ -44,6 +44,7 @@ from .recipes import FULL, PAPER_RECIPE, QUICK, Recipe, Scale, study_sets
 from .training import Runner, RunResult
 from .stats import sample_std
 
+#: The seeds the study reports.
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 QUICK_SEEDS: tuple[int, ...] = (0, 1)  # quick mode: one stack of QUICK.test_block seeds
 
@@ -76,6 +77,7 @@ class Step:
         return KARPATHY_PATH.get(self.name)
 
 
+#: The study's steps, in order: each changes the previous step's recipe.
 STEPS: tuple[Step, ...] = (
     Step("paper", "paper", "the paper's loop with plain SGD (step 0.03): online, scaled tanh, "
          "MSE, 23 passes"),
@@ -314,7 +316,7 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     """Every step on every seed, with every open choice decided on the validation split.
 
     Trains what ``root`` (default :func:`lenet1.experiments.cache.runs_root`) lacks and reloads
-    the rest. ``quick`` shrinks everything (:data:`QUICK`: 300 training digits, 2 passes, one
+    the rest. ``quick`` shrinks everything (:data:`~lenet1.experiments.recipes.QUICK`: 300 training digits, 2 passes, one
     selection seed) for tests and the notebook's quick mode; ``scale`` overrides it. A run is
     trained in its stack (:func:`~lenet1.experiments.recipes.stack_of`: its recipe on a fixed
     block of seeds), the stacks in ``workers`` processes (default: one per core), or with

@@ -67,10 +67,12 @@ class Plan:
     batch: int = 8
 
 
+#: The book's study.
 FULL = Plan(passes=23, calibration_seeds=3, final_seeds=10, ablation_seeds=5, holdout=0.2,
             sdlm_etas=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3), schedules=("constant", "1998"),
             mus=(0.002, 0.02), sgd_lrs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
             random_tables=(1, 2, 3))
+#: A smoke test of the study (a couple of passes and seeds).
 QUICK = Plan(passes=2, calibration_seeds=2, final_seeds=2, ablation_seeds=2, holdout=0.2,
              sdlm_etas=(1e-4, 1e-3), schedules=("constant",), mus=(0.002,),
              sgd_lrs=(0.03, 0.1), random_tables=(1,), gauss_newton_digits=4)
@@ -146,7 +148,8 @@ class GridPoint:
 
     @property
     def key(self) -> tuple[int, float, float]:
-        """What selection minimises: no diverged seed, then held-out error, then MSE."""
+        """The order of selection, lowest first: no diverged seed, then held-out error, then
+        held-out MSE."""
         return (int(self.diverged > 0), self.error, self.mse)
 
     def label(self) -> str:

@@ -45,7 +45,7 @@ EVALUATIONS = ("test", "validation")
 class Recipe:
     """Everything that decides a run's numbers, besides the seed and the data.
 
-    ``trainer="online"`` is :func:`lenet1.train.train_online` (one update per pattern, the
+    ``trainer="online"`` is :func:`lenet1.train.online.train_online` (one update per pattern, the
     patterns in the file's order, plain SGD on the MSE, scaled tanh units: the paper's loop) and
     allows nothing else; ``"minibatch"`` is :func:`lenet1.train.minibatch.train_minibatch`,
     which at batch 1 with SGD on the MSE and no shuffling does the same arithmetic
@@ -185,7 +185,9 @@ class Scale:
         return self.test_block if evaluation == "test" else self.selection_seeds
 
 
+#: The book's study.
 FULL = Scale()
+#: A smoke test: 300 training digits, 2 passes, one selection seed, stacks of two seeds.
 QUICK = Scale(train_size=300, max_passes=2, selection_seeds=1, test_block=2)
 
 

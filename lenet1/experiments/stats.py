@@ -3,6 +3,13 @@
 :func:`summarise` turns the runs' histories into mean, standard deviation and range per pass;
 :func:`rejection_figures` measures the rejection needed for 1% error, with the threshold set on
 the test set itself (as the paper did) or on held-out training digits.
+
+The tests behind the book's comparative words, each on two samples of one figure over seeds:
+:func:`welch` (two independent samples) and :func:`paired` (the same seeds in both) give the
+difference of the means with its confidence interval and a two-sided p-value;
+:func:`bootstrap` gives a seeded percentile interval of the same difference without assuming
+normality; :func:`equivalence` is the two one-sided tests (TOST) against a margin stated before
+the data are seen, the test behind "indistinguishable".
 """
 
 from __future__ import annotations
@@ -14,14 +21,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+from scipy import stats as sps
 from torch import nn
 
 from ..data import Digits
 from ..rejection import RejectionPoint, at_threshold, rejection_for_error
 from ..train.online import History, predict
-from .runs import (
-    Run,
-)
+from .runs import Run
 
 T = TypeVar("T")
 
@@ -74,10 +80,6 @@ def summarise(histories: Sequence[History]) -> list[dict[str, Spread]]:
     return table
 
 
-def final_spreads(runs: Sequence[Run]) -> dict[str, Spread]:
-    return summarise([run.history for run in runs])[-1]
-
-
 @dataclass(frozen=True)
 class RejectionFigures:
     """The rejection needed for 1% test error, two ways."""
@@ -123,5 +125,167 @@ def per_class_errors(misses: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-__all__ = ["RejectionFigures", "Spread", "final_spreads", "middle", "miss_matrix", "per_class_errors",
-           "rejection_figures", "sample_std", "summarise"]
+@dataclass(frozen=True)
+class Difference:
+    """The difference of two means, ``a - b``, with its confidence interval.
+
+    ``p`` is the two-sided p-value of "no difference" (NaN for a bootstrap interval, which
+    tests nothing); ``df`` the t-test's degrees of freedom (NaN for a bootstrap)."""
+
+    test: str
+    difference: float
+    low: float
+    high: float
+    level: float
+    p: float
+    df: float
+    count: tuple[int, int]
+
+    def excludes_zero(self) -> bool:
+        """The interval lies entirely on one side of 0: the sign of the difference is settled
+        at this level."""
+        return self.low > 0 or self.high < 0
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of "the means differ by less than ``margin``".
+
+    ``low``..``high`` is the (1 - 2 alpha) confidence interval of ``a - b``; the two means are
+    equivalent at level ``alpha`` exactly when that interval lies inside (-margin, +margin),
+    that is when ``p`` (the larger of the two one-sided p-values) is below ``alpha``."""
+
+    test: str
+    difference: float
+    low: float
+    high: float
+    margin: float
+    alpha: float
+    p: float
+    count: tuple[int, int]
+
+    @property
+    def equivalent(self) -> bool:
+        return self.p < self.alpha
+
+
+def prediction_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed's value should fall, at ``level``, if the seeds' values are a normal
+    sample: ``mean +- t * std * sqrt(1 + 1/n)``. A single reported run (the paper's) outside it
+    is unlikely to be one more draw of the same distribution."""
+    x = _floats(values, "values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    half = (float(sps.t.ppf(0.5 + level / 2, len(x) - 1)) * float(x.std(ddof=1))
+            * math.sqrt(1 + 1 / len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
+def _floats(values: Iterable[float], name: str, least: int = 2) -> np.ndarray:
+    array = np.asarray([float(v) for v in values], dtype=float)
+    if len(array) < least:
+        raise ValueError(f"{name} needs at least {least} values, got {len(array)}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds a value that is not finite")
+    return array
+
+
+def _pairs(a: Iterable[float], b: Iterable[float]) -> np.ndarray:
+    x, y = _floats(a, "a"), _floats(b, "b")
+    if len(x) != len(y):
+        raise ValueError(f"paired samples must have the same length, got {len(x)} and {len(y)}")
+    return x - y
+
+
+def _welch_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Difference of means, its standard error, and the Welch-Satterthwaite degrees of freedom."""
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return float(x.mean() - y.mean()), 0.0, float(len(x) + len(y) - 2)
+    df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    return float(x.mean() - y.mean()), se, float(df)
+
+
+def _t_test(test: str, difference: float, se: float, df: float, level: float,
+            count: tuple[int, int]) -> Difference:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if se == 0:  # every value alike within each sample: the difference is exact
+        p = 1.0 if difference == 0 else 0.0
+        return Difference(test, difference, difference, difference, level, p, df, count)
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(difference) / se, df))
+    return Difference(test, difference, difference - half, difference + half, level, p, df, count)
+
+
+def welch(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> Difference:
+    """Welch's t-test of two independent samples: ``mean(a) - mean(b)``, its ``level``
+    confidence interval and the two-sided p-value, without assuming equal variances."""
+    x, y = _floats(a, "a"), _floats(b, "b")
+    difference, se, df = _welch_parts(x, y)
+    return _t_test("Welch t", difference, se, df, level, (len(x), len(y)))
+
+
+def paired(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> Difference:
+    """The paired t-test, for two samples that share their seeds (``a[i]`` and ``b[i]`` from
+    the same seed): the mean of the differences, its interval and the two-sided p-value."""
+    d = _pairs(a, b)
+    se = float(d.std(ddof=1)) / math.sqrt(len(d))
+    return _t_test("paired t", float(d.mean()), se, float(len(d) - 1), level, (len(d), len(d)))
+
+
+def bootstrap(a: Iterable[float], b: Iterable[float], level: float = 0.95,
+              resamples: int = 10_000, seed: int = 0, pair: bool = False) -> Difference:
+    """A percentile bootstrap interval of ``mean(a) - mean(b)``: each sample resampled with
+    replacement (or, with ``pair``, the seeds' differences), from a seeded generator, so the
+    same values always give the same interval."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be at least 100, got {resamples}")
+    generator = np.random.default_rng(seed)
+    if pair:
+        d = _pairs(a, b)
+        draws = d[generator.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+        difference, count = float(d.mean()), (len(d), len(d))
+    else:
+        x, y = _floats(a, "a"), _floats(b, "b")
+        draws = (x[generator.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+                 - y[generator.integers(0, len(y), (resamples, len(y)))].mean(axis=1))
+        difference, count = float(x.mean() - y.mean()), (len(x), len(y))
+    low, high = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+    return Difference("bootstrap" + (" (paired)" if pair else ""), difference, float(low),
+                      float(high), level, math.nan, math.nan, count)
+
+
+def equivalence(a: Iterable[float], b: Iterable[float], margin: float, alpha: float = 0.05,
+                pair: bool = False) -> Equivalence:
+    """Two one-sided t-tests (TOST): are the means of ``a`` and ``b`` within ``margin`` of each
+    other? ``margin`` must be fixed before the data are seen; Welch's standard error for
+    independent samples, the paired one with ``pair``."""
+    if not margin > 0:
+        raise ValueError(f"the margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must lie in (0, 0.5), got {alpha}")
+    if pair:
+        d = _pairs(a, b)
+        difference, se, df = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d)), len(d) - 1.0
+        count, test = (len(d), len(d)), "TOST, paired t"
+    else:
+        x, y = _floats(a, "a"), _floats(b, "b")
+        difference, se, df = _welch_parts(x, y)
+        count, test = (len(x), len(y)), "TOST, Welch t"
+    if se == 0:
+        p = 0.0 if abs(difference) < margin else 1.0
+        return Equivalence(test, difference, difference, difference, margin, alpha, p, count)
+    p_low = float(sps.t.sf((difference + margin) / se, df))  # H0: difference <= -margin
+    p_high = float(sps.t.cdf((difference - margin) / se, df))  # H0: difference >= +margin
+    half = float(sps.t.ppf(1 - alpha, df)) * se
+    return Equivalence(test, difference, difference - half, difference + half, margin, alpha,
+                       max(p_low, p_high), count)
+
+
+__all__ = ["Difference", "Equivalence", "RejectionFigures", "Spread", "bootstrap", "equivalence",
+           "middle", "miss_matrix", "paired", "per_class_errors", "prediction_interval", "rejection_figures",
+           "sample_std", "summarise", "welch"]

@@ -43,8 +43,10 @@ def _cell(spread: Spread, scale: float, fmt: str) -> tuple[str, str, str]:
             f"[{fmt.format(spread.low * scale)}, {fmt.format(spread.high * scale)}]")
 
 
-def arm_table(arm: Arm) -> Any:
-    """Paper vs reproduction at the last pass: mean, std and range over seeds."""
+def arm_table(arm: Arm, rejection: bool = True) -> Any:
+    """Paper vs reproduction at the last pass: mean, std and range over seeds; with
+    ``rejection``, also the rejection figures and those of the networks trained on 80% of the
+    training digits (whose held-out digits set the honest threshold)."""
     paper = PAPER.get(arm.model, {})
     final = arm.final()
     rows = []
@@ -61,6 +63,8 @@ def arm_table(arm: Arm) -> Any:
         rows.append({"figure": label, "the paper": paper_value, "mean": mean, "std": std,
                      "range": span})
 
+    if not rejection:
+        return pd.DataFrame(rows).set_index("figure")
     spread_row("rejection % for 1% test error (threshold on test)",
                [p.rejection for p in arm.rejection_on_test], 100, "{:.1f}",
                f"{100 * paper['rejection']:.1f}" if "rejection" in paper else "")

@@ -1,4 +1,4 @@
-"""The book's figures, as functions: each returns a :class:`matplotlib.figure.Figure`.
+"""The book's figures, as functions: each returns a matplotlib ``Figure``.
 
 Figures are built without pyplot (``Figure(...)``), so a notebook shows each exactly once, when
 it is a cell's value, and nothing is left open. Every figure has a white background, so it reads
@@ -158,8 +158,7 @@ def pixel_histogram(sets: Mapping[str, Tensor | np.ndarray], bins: int = 41) -> 
 
 
 def network_diagram(rows: Sequence[LayerCount], table: Tensor | np.ndarray) -> Figure:
-    """The whole network, layer by layer, from its own counts (:func:`lenet1.accounting.
-    architecture`): units, connections and free parameters of each layer, with H2's
+    """The whole network, layer by layer, from its own counts (:func:`lenet1.accounting.architecture`): units, connections and free parameters of each layer, with H2's
     connection table drawn between H1 and H2."""
     fig = Figure(figsize=(10.0, 3.2), facecolor="white")  # axes placed by hand
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -338,7 +337,7 @@ def kernels(weights: Tensor | np.ndarray, ncols: int = 6) -> Figure:
 def feature_maps(image: Tensor | np.ndarray, states: Mapping[str, Tensor | np.ndarray]
                  ) -> Figure:
     """One digit through the network: the input, H1's and H2's 12 maps, H3's 30 units, and
-    the 10 outputs. ``states`` is :meth:`lenet1.model.LeNet1.layers` for that one digit."""
+    the 10 outputs. ``states`` is :meth:`lenet1.nets.LeNet1.layers` for that one digit."""
     picture = _images(_numpy(image).reshape(1, 16, 16))[0]
     h1 = _numpy(states["h1"]).reshape(-1, 8, 8)
     h2 = _numpy(states["h2"]).reshape(-1, 4, 4)

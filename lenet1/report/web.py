@@ -1,6 +1,6 @@
 """The book's live network page: the networks, exported for the browser.
 
-The page ``notebooks/09_live_network.md`` runs a trained network in the reader's browser, in
+The page ``notebooks/11_live_network.md`` runs a trained network in the reader's browser, in
 plain JavaScript (``book/_static/lenet1demo.js``). This module is everything on the Python side:
 
 - :func:`headline_network` and :func:`modern_network` obtain the two networks the page offers
@@ -10,7 +10,7 @@ plain JavaScript (``book/_static/lenet1demo.js``). This module is everything on 
   modern recipe's final step;
 - :func:`network_spec` serialises a network: its weights (float32, base64) and every constant
   the forward pass needs (the units, the padding values, the connection table, the shapes), so
-  the JavaScript computes exactly what :meth:`LeNet1.layers` / :meth:`ModernLeNet1.layers`
+  the JavaScript computes exactly what :meth:`~lenet1.nets.LeNet1.layers` / :meth:`~lenet1.nets.ModernLeNet1.layers`
   compute and never guesses; :func:`model_from_spec` rebuilds the network from it;
 - :func:`page_data` adds a sample of test digits with the package's outputs for them, and
   :func:`page_html` emits the whole page body (data, script and style) as HTML.
@@ -96,7 +96,7 @@ class LiveNetwork:
 def package_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
     """The outputs the package reads for ``images``: a squashed network's outputs as they are;
     a logits network's as ``2 softmax - 1``; averaged over every shift of up to ``tta`` pixels
-    when ``tta`` > 0 (:func:`lenet1.modern.predict_shifted`), as the modern study does."""
+    when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`), as the modern study does."""
     if tta:
         return predict_shifted(model, images, tta)
     return place_coded(model, predict(model, images))

@@ -1,9 +1,9 @@
 """The same 9,760 weights trained the modern way.
 
-:class:`ModernLeNet1` is the 1989 network's topology (H1 12x8x8 with unshared biases, H2 12x4x4
+:class:`~lenet1.nets.ModernLeNet1` is the 1989 network's topology (H1 12x8x8 with unshared biases, H2 12x4x4
 seeing 8 of 12 maps through a connection table, H3 30, output 10) with today's options:
 ReLU units, dropout before H3, logits for softmax + cross-entropy, PyTorch/Kaiming inits. Its
-parameters have :class:`~lenet1.model.LeNet1`'s names and shapes, so a state dict moves
+parameters have :class:`~lenet1.nets.LeNet1`'s names and shapes, so a state dict moves
 between the two. It is deliberately *not* a LeNet1 subclass: code that special-cases LeNet1
 (the diagonal-Hessian optimiser, which assumes squashing units) must not take it silently.
 
@@ -14,7 +14,7 @@ pass with the network in evaluation mode.
 What the figures mean (:class:`ModernRecord`):
 
 - ``loss`` fields: the training objective on the whole set in evaluation mode -- the MSE of
-  :func:`lenet1.train.loss_per_pattern`, or the cross-entropy (natural log, mean over
+  :func:`lenet1.train.online.loss_per_pattern`, or the cross-entropy (natural log, mean over
   patterns, *without* label smoothing so that runs with and without it compare).
 - ``Metrics.mse``: always the paper's quantity, the squared error against +-1 place-coded
   targets averaged over patterns and units. A squashed network's outputs are used as they are;

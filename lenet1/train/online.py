@@ -11,7 +11,7 @@ patterns too, the paper's "averaged over the patterns and over the output units"
 
 How a pass is computed is an :class:`Engine` (the autograd reference here, a fast engine in
 :mod:`lenet1.engine`); how big each weight's step is is a :class:`StepRule` (plain SGD here, the
-paper's diagonal Levenberg-Marquardt in :mod:`lenet1.sdlm`). Both see the network's parameters
+paper's diagonal Levenberg-Marquardt in :mod:`lenet1.train.sdlm`). Both see the network's parameters
 by name, so any rule runs on any engine.
 """
 
@@ -182,7 +182,7 @@ def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
     """Train ``model`` in place for ``passes`` passes over ``train`` in its own order.
 
     Evaluates both sets before training and after every pass (``on_pass`` sees each record),
-    or with ``record_every=False`` after the last pass only (see :func:`_online_loop`).
+    or with ``record_every=False`` after the last pass only (see ``_online_loop``).
     """
     engine = engine or ReferenceEngine()
 

@@ -1,4 +1,4 @@
-"""Several networks trained online at once: :func:`train_replicas`.
+"""Several networks trained online at once: :func:`~lenet1.train.replicas.train_replicas`.
 
 The replicas run on :class:`~lenet1.engine.ReplicaEngine`, which gives every network exactly
 the numbers :func:`~lenet1.train.online.train_online` gives it alone on

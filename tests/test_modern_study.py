@@ -19,7 +19,7 @@ from lenet1.experiments.modern import (
     dsp_seconds,
     recipes,
     run_study,
-    summarize,
+    summarise,
 )
 from lenet1.experiments.recipes import (
     PAPER_RECIPE,
@@ -268,7 +268,7 @@ def test_the_summary_statistics():
     misses, train_misses, seconds = [100, 90, 110, 95], [3, 5, 7, 1], [10.0, 12.0, 11.0, 13.0]
     results = [_result(recipe, s, m, t, w) for s, (m, t, w) in
                enumerate(zip(misses, train_misses, seconds))]
-    summary = summarize(4, step, MINI, results, 7291)
+    summary = summarise(4, step, MINI, results, 7291)
     errors = [m / 2007 for m in misses]
     assert summary.index == 4 and summary.seeds == (0, 1, 2, 3)
     assert summary.changed == {"batch_size": 64}
@@ -282,23 +282,23 @@ def test_the_summary_statistics():
     assert summary.train_mean == pytest.approx(sum(train_misses) / 4 / 7291)
     assert summary.mean_seconds == 11.5
     assert summary.dsp_seconds == dsp_seconds(recipe, 7291)
-    one = summarize(0, step, None, results[:1], 7291)
+    one = summarise(0, step, None, results[:1], 7291)
     assert math.isnan(one.std) and one.changed == {}
     with pytest.raises(ValueError):
-        summarize(0, step, None, [results[0], _result(MINI, 1, 1, 1, 1.0)], 7291)
+        summarise(0, step, None, [results[0], _result(MINI, 1, 1, 1, 1.0)], 7291)
 
 
 def test_the_paired_change_between_steps():
     step = Step("x", "x", "x")
-    before = summarize(1, step, MINI, [_result(MINI, s, m, 0, 1.0)
+    before = summarise(1, step, MINI, [_result(MINI, s, m, 0, 1.0)
                                        for s, m in enumerate([100, 90, 110])], 7291)
-    after = summarize(2, step, MINI, [_result(MINI, s, m, 0, 1.0)
+    after = summarise(2, step, MINI, [_result(MINI, s, m, 0, 1.0)
                                       for s, m in enumerate([80, 85, 95])], 7291)
     mean, std = study_module.paired_change(before, after)
     differences = [-20 / 2007, -5 / 2007, -15 / 2007]
     assert mean == pytest.approx(statistics.fmean(differences))
     assert std == pytest.approx(statistics.stdev(differences))
-    other = summarize(2, step, MINI, [_result(MINI, s, 1, 0, 1.0) for s in (5, 6, 7)], 7291)
+    other = summarise(2, step, MINI, [_result(MINI, s, 1, 0, 1.0) for s in (5, 6, 7)], 7291)
     with pytest.raises(ValueError, match="different seeds"):
         study_module.paired_change(before, other)
 

@@ -16,7 +16,7 @@ training function pins torch to one thread and depends only on its task and the 
   threads: the online replicas share the cores this way);
 - :class:`Processes`: ``workers`` spawned processes on this machine, one thread each;
 - :class:`DaskCluster`: the workers of a Dask scheduler (``--scheduler ADDRESS``), or a
-  :class:`distributed.LocalCluster` of N worker processes on 127.0.0.1 (``--scheduler local:N``).
+  ``distributed.LocalCluster`` of N worker processes on 127.0.0.1 (``--scheduler local:N``).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Processes(_Closing):
 
 class DaskCluster(_Closing):
     """The workers of a Dask cluster. ``address`` is a scheduler's (``tcp://host:8786``), or
-    ``local:N`` to start a :class:`distributed.LocalCluster` of N worker processes, one
+    ``local:N`` to start a ``distributed.LocalCluster`` of N worker processes, one
     thread each, on 127.0.0.1 (closed with this executor). A task whose worker dies is run
     again on another (Dask's own retry); the digits are sent to every worker once."""
 

@@ -207,11 +207,11 @@ def dsp_seconds(recipe: Recipe, patterns: int) -> float:
     return count.dsp_seconds(patterns, recipe.passes, recipe.batch_size)
 
 
-def summarize(index: int, step: Step, previous: Recipe | None, results: Sequence[RunResult],
+def summarise(index: int, step: Step, previous: Recipe | None, results: Sequence[RunResult],
               patterns: int) -> StepSummary:
     """A step's statistics from its runs (one per seed, all of the same recipe)."""
     if not results:
-        raise ValueError("no runs to summarize")
+        raise ValueError("no runs to summarise")
     recipe = results[0].recipe
     if any(r.recipe != recipe for r in results):
         raise ValueError("the runs of one step must share its recipe")
@@ -373,7 +373,7 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
             if any(r.diverged for r in results):
                 raise FloatingPointError(f"step {step.name} diverged on the training set")
             runs.extend(results)
-            summary = summarize(index, step, step_recipes[index - 1] if index else None,
+            summary = summarise(index, step, step_recipes[index - 1] if index else None,
                                 results, patterns)
             summaries.append(summary)
             if log:

@@ -187,7 +187,7 @@ class Scale:
 
 #: The book's study.
 FULL = Scale()
-#: A smoke test: 300 training digits, 2 passes, one selection seed, stacks of two seeds.
+#: A smoke test (300 training digits, 2 passes, one selection seed, stacks of two seeds).
 QUICK = Scale(train_size=300, max_passes=2, selection_seeds=1, test_block=2)
 
 

@@ -25,7 +25,7 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
     """:func:`~lenet1.train.online.train_online` for several networks at once, one step rule each, on the compiled
     :class:`~lenet1.engine.ReplicaEngine`.
 
-    Returns one :class:`History` per model, the one
+    Returns one :class:`~lenet1.train.online.History` per model, the one
     ``train_online(model, train, test, passes, rule, engine=FastEngine())`` gives; ``on_pass``
     sees the replica's index and the record. A replica whose training MSE is no longer finite
     has diverged: with ``stop_on_divergence`` (the default, as ``train_online`` does) a

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent.parent
-#: What a trained thing's numbers depend on, as paths under the package: exactly the modules
-#: that define runs and train them, and everything of the package they import.
+#: The modules a trained thing's numbers depend on, as paths under the package (exactly the
+#: modules that define runs and train them, and everything of the package they import).
 NUMERIC_SOURCES = ("data.py", "augment.py", "nets.py", "threads.py",
                    "engine/intrinsics.py", "engine/single.py", "engine/lanes.py",
                    "engine/marshal.py", "engine/fast.py",

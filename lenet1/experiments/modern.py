@@ -46,7 +46,8 @@ from .stats import sample_std
 
 #: The seeds the study reports.
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
-QUICK_SEEDS: tuple[int, ...] = (0, 1)  # quick mode: one stack of QUICK.test_block seeds
+#: The seeds of quick mode (one stack of the quick scale's two).
+QUICK_SEEDS: tuple[int, ...] = (0, 1)
 
 
 def study_seeds(quick: bool) -> tuple[int, ...]:
@@ -77,7 +78,7 @@ class Step:
         return KARPATHY_PATH.get(self.name)
 
 
-#: The study's steps, in order: each changes the previous step's recipe.
+#: The study's steps in order, each changing the previous step's recipe.
 STEPS: tuple[Step, ...] = (
     Step("paper", "paper", "the paper's loop with plain SGD (step 0.03): online, scaled tanh, "
          "MSE, 23 passes"),

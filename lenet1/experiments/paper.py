@@ -148,8 +148,8 @@ class GridPoint:
 
     @property
     def key(self) -> tuple[int, float, float]:
-        """The order of selection, lowest first: no diverged seed, then held-out error, then
-        held-out MSE."""
+        """What selection minimises, in this order (no diverged seed, then held-out error, then
+        held-out MSE)."""
         return (int(self.diverged > 0), self.error, self.mse)
 
     def label(self) -> str:

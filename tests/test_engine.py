@@ -315,6 +315,9 @@ def test_many_replicas_take_the_lane_kernel_by_default(patterns, monkeypatch):
     run_groups = engine_module._lane_groups
     monkeypatch.setattr(engine_module, "_lane_groups",
                         lambda *args: calls.append(len(args[5])) or run_groups(*args))
+    # The cost a group was measured at where this was written: measured on a busy machine it
+    # can be anything, and the choice it drives is what this test checks, not the timing.
+    monkeypatch.setattr(engine_module, "_GROUP_COST", 2.8)
     together, steps = _mixed_lenet1s(10, seed=40)
     alone = _copies(together)
     x, t = patterns.images[:50], patterns.targets[:50]

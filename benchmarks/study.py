@@ -70,7 +70,7 @@ def modern_alone(quick: bool) -> float:
     stack = recipes.stack_of(last, 0, "test", scale)
     sets = recipes.study_sets(scale, split=load("usps"))
     start = time.perf_counter()
-    recipes.train_stack(recipes.Stack(stack.recipe, (0,), "test"), sets)
+    recipes.train_stack(recipes.Stack((stack.recipe,), (0,), "test"), sets)
     return time.perf_counter() - start
 
 

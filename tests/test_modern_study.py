@@ -27,6 +27,7 @@ from lenet1.experiments.recipes import (
     Recipe,
     Scale,
     Stack,
+    candidate_stacks,
     initial_network,
     stack_of,
 )
@@ -130,7 +131,7 @@ def test_a_saved_run_is_reused_and_a_code_change_retrains(tmp_path, monkeypatch)
     assert (first.path / "weights.safetensors").is_file()
     saved = cache.read_key(stack_folder)
     # The entry is the whole stack: the recipe on the block of seeds 0-4.
-    assert saved["spec"]["seeds"] == [0, 1, 2, 3, 4] and saved["spec"]["recipe"]["lr"] == 0.3
+    assert saved["spec"]["seeds"] == [0, 1, 2, 3, 4] and saved["spec"]["recipes"][0]["lr"] == 0.3
     assert sorted(p.name for p in stack_folder.iterdir() if p.is_dir()) == \
         ["s0", "s1", "s2", "s3", "s4"]
 
@@ -223,6 +224,18 @@ def test_a_runs_stack_is_its_recipe_on_a_fixed_block_of_seeds():
     assert stack_of(long, 0, "test", scale).recipe == MINI.changed({"passes": 3})
     assert stack_of(Recipe(), 3, "test", scale).seeds == (3,)  # online: one seed
     assert QUICK.block("test") == 2 and QUICK.block("validation") == 1
+    # a step's candidates: those of one shape in one stack, the same training once
+    faster, slower = MINI.changed({"lr": 0.5}), MINI.changed({"lr": 0.1})
+    adamw = MINI.changed({"optimizer": "adamw", "lr": 3e-3})
+    stacks = candidate_stacks([faster, slower.changed({"tta": 1}), slower, adamw, Recipe()],
+                              (0, 1), "validation", scale)
+    assert [(len(s.recipes), s.seeds) for s in stacks] == [(2, (0, 1)), (1, (0, 1)),
+                                                          (1, (0,)), (1, (1,))]
+    assert stacks[0].recipes == (faster, slower)  # MINI's 2 passes are under the cap
+    assert [stacks[0].member(i, seed) for i, _, seed in stacks[0].members] == \
+        ["c0-s0", "c0-s1", "c1-s0", "c1-s1"]
+    with pytest.raises(ValueError, match="shape"):
+        Stack((MINI, adamw), (0,), "test")
     with pytest.raises(ValueError, match="seed"):
         stack_of(MINI, -1, "test", scale)
     with pytest.raises(ValueError, match="evaluation"):

@@ -93,8 +93,18 @@ def test_modern_on_a_dask_cluster_is_byte_for_byte_the_serial_study(modern_seria
 def test_modern_one_run_at_a_time_in_reverse_is_the_serial_study(modern_serial, tmp_path):
     serial_root, serial_figures, serial = modern_serial
     runner = Runner(tmp_path, study_sets(QUICK), QUICK)
-    for run in reversed(serial.runs):  # each asked for alone, the last first
-        runner.run(run.recipe, run.seed, run.evaluation)
+    # A step's validation candidates are asked for as the set they are; every test run alone;
+    # the last first.
+    candidate_sets: dict[Path, list[object]] = {}
+    for run in serial.runs:
+        if run.evaluation == "validation":
+            candidate_sets.setdefault(run.path.parent, []).append(run)
+    for runs in reversed(list(candidate_sets.values())):
+        runner.run_candidates(list(dict.fromkeys(r.recipe for r in runs)),
+                              list(dict.fromkeys(r.seed for r in runs)), "validation")
+    for run in reversed(serial.runs):
+        if run.evaluation == "test":
+            runner.run(run.recipe, run.seed, run.evaluation)
     study = run_study(QUICK_SEEDS, quick=True, root=tmp_path, workers=1)
     assert not any(r.fresh for r in study.runs)  # everything was trained one at a time
     assert histories(tmp_path) == histories(serial_root) and figures(study) == serial_figures

@@ -49,9 +49,11 @@ def run_task(function: TaskFunction, code: str, context: Context, task: Any,
 
 
 class Executor(Protocol):
-    """Runs tasks and yields ``(index, result)`` pairs as the tasks finish."""
+    """Runs tasks and yields ``(index, result)`` pairs as the tasks finish; each task may use
+    ``threads`` threads."""
 
     workers: int
+    threads: int
     description: str
 
     def run(self, function: TaskFunction, tasks: Sequence[Any], context: Context,
@@ -111,6 +113,7 @@ class Processes(_Closing):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.threads = 1
         self.description = f"{workers} worker process{'es' if workers > 1 else ''}"
         self._pool: ProcessPoolExecutor | None = None
         self._context_id: int | None = None
@@ -151,6 +154,7 @@ class DaskCluster(_Closing):
             raise SchedulerError("the Dask scheduler needs dask.distributed: "
                                "pip install 'dask[distributed]'") from None
         self._cluster = None
+        self.threads = 1
         if address.startswith(LOCAL_PREFIX):
             count = address[len(LOCAL_PREFIX):]
             if not count.isdigit() or int(count) < 1:

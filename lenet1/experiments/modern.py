@@ -349,9 +349,9 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
             if step.choices:
                 candidates: list[dict[str, Any]] = ([{}] if not step.changes else []) + \
                     [dict(c) for c in step.choices]
-                judged = runner.run_all([(base.changed(candidate), s, "validation")
-                                         for candidate in candidates for s in selection_seeds],
-                                        f"step {index} {step.name}, validation")
+                judged = runner.run_candidates([base.changed(c) for c in candidates],
+                                               selection_seeds, "validation",
+                                               f"step {index} {step.name}, validation")
                 runs.extend(judged)
                 per = len(selection_seeds)
                 errors = [tuple(r.test.error for r in judged[i:i + per])

@@ -23,6 +23,7 @@ plain-text summary.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,8 @@ import torch
 from ..data import load, validation_split
 from ..rejection import RejectionPoint, rejection_for_error
 from ..train.online import metrics_of, predict
-from .executors import DaskCluster, Executor, scheduler_from_environment
+from ..engine.intrinsics import LANES
+from .executors import DaskCluster, Executor, InProcess, scheduler_from_environment
 from .runs import CurvatureTrace, Run, RunConfig, make_model
 from .training import cached_runs, curvature_trace
 from .stats import Spread, rejection_figures, summarise
@@ -63,8 +65,9 @@ class Plan:
     random_tables: tuple[int, ...]
     curvature_patterns: int = 500
     gauss_newton_digits: int = 16
-    # Replicas trained in one batch: a multiple of the cores, small enough to save progress.
-    batch: int = 8
+    # Replicas trained in one task; None: one lane group of 8 per thread a task runs on (all
+    # the cores in this process, one on a worker), so that no core waits. Never a number.
+    batch: int | None = None
 
 
 #: The book's study.
@@ -100,8 +103,10 @@ def train_runs(configs: Sequence[RunConfig], plan: Plan, root: str | Path | None
     diverges (a sweep's large step sizes) is saved as such and does not stop the others."""
     if any(config.engine != "fast" for config in configs):
         raise ValueError("the study trains with the fast engine only")
-    return cached_runs(configs, root, data_root, progress, batch=plan.batch,
-                       stop_on_divergence=False, executor=executor)
+    runner = executor or InProcess(threads=os.cpu_count() or 1)
+    return cached_runs(configs, root, data_root, progress,
+                       batch=plan.batch or LANES * runner.threads, stop_on_divergence=False,
+                       executor=runner)
 
 
 # --- 1. calibration ---------------------------------------------------------------------------

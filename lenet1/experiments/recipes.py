@@ -19,7 +19,7 @@ worker process or a machine of a cluster runs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,6 +115,14 @@ class Recipe:
         values.pop("tta")
         return values
 
+    def shape(self) -> tuple[object, ...]:
+        """What the recipes of one stack share: the computation's shape
+        (:func:`lenet1.train.stacked.stack_key`)."""
+        if self.trainer == "online":
+            return ("online",)
+        return (self.trainer, self.unit, self.output, self.dropout, self.loss, self.optimizer,
+                self.batch_size, self.passes)
+
     def capped(self, max_passes: int | None) -> Recipe:
         if max_passes is None or self.passes <= max_passes:
             return self
@@ -196,12 +204,13 @@ QUICK = Scale(train_size=300, max_passes=2, selection_seeds=1, test_block=2)
 
 @dataclass(frozen=True)
 class Stack:
-    """Networks trained together: ``recipe`` (passes already capped by the scale) on each of
-    ``seeds``, judged on ``evaluation`` (``"test"``, or ``"validation"``: the held-out part
-    of the training digits). An online recipe is always a stack of one seed: the compiled
+    """Networks trained together: each of ``recipes`` (passes already capped by the scale,
+    ``tta`` 0) on each of ``seeds``, judged on ``evaluation`` (``"test"``, or
+    ``"validation"``: the held-out part of the training digits). The recipes share their
+    shape (:meth:`Recipe.shape`). An online recipe is always a stack of one seed: the compiled
     engine gives a network the same numbers alone or beside others."""
 
-    recipe: Recipe
+    recipes: tuple[Recipe, ...]
     seeds: tuple[int, ...]
     evaluation: str
 
@@ -210,13 +219,34 @@ class Stack:
             raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {self.evaluation!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"a stack needs distinct seeds, got {self.seeds}")
-        if self.recipe.trainer == "online" and len(self.seeds) != 1:
+        if not self.recipes or len(set(self.recipes)) != len(self.recipes):
+            raise ValueError("a stack needs distinct recipes")
+        if len({recipe.shape() for recipe in self.recipes}) > 1:
+            raise ValueError("the recipes of a stack must share their shape (Recipe.shape)")
+        if self.recipe.trainer == "online" and len(self.members) != 1:
             raise ValueError("an online recipe is trained one seed at a time")
+
+    @property
+    def recipe(self) -> Recipe:
+        """The first recipe (all share the shape)."""
+        return self.recipes[0]
+
+    @property
+    def members(self) -> list[tuple[int, Recipe, int]]:
+        """(recipe index, recipe, seed) of every network, recipe by recipe."""
+        return [(i, recipe, seed) for i, recipe in enumerate(self.recipes)
+                for seed in self.seeds]
+
+    def member(self, index: int, seed: int) -> str:
+        """A network's name in the stack: its seed, and its recipe's place if there are
+        several."""
+        return f"s{seed}" if len(self.recipes) == 1 else f"c{index}-s{seed}"
 
     def spec(self, scale: Scale) -> dict[str, Any]:
         """Everything besides the code that decides the stack's weights: its cache key."""
-        spec: dict[str, Any] = {"recipe": self.recipe.training(), "seeds": list(self.seeds),
-                                "data": "usps", "evaluation": self.evaluation, **scale.key()}
+        spec: dict[str, Any] = {"recipes": [r.training() for r in self.recipes],
+                                "seeds": list(self.seeds), "data": "usps",
+                                "evaluation": self.evaluation, **scale.key()}
         if self.evaluation == "validation":
             spec["validation"] = [VALIDATION_FRACTION, VALIDATION_SEED]
         if self.recipe.trainer == "online":
@@ -226,19 +256,45 @@ class Stack:
     def label(self) -> str:
         kind = "online" if self.recipe.trainer == "online" else f"b{self.recipe.batch_size}"
         seeds = f"s{self.seeds[0]}" + (f"-{self.seeds[-1]}" if len(self.seeds) > 1 else "")
-        return f"{self.evaluation[:3]}-{kind}-{seeds}"
+        several = f"-{len(self.recipes)}r" if len(self.recipes) > 1 else ""
+        return f"{self.evaluation[:3]}-{kind}{several}-{seeds}"
+
+
+def trained_recipe(recipe: Recipe, scale: Scale) -> Recipe:
+    """What is trained for ``recipe``: passes capped by ``scale``, without the
+    evaluation-only ``tta``."""
+    return dataclasses.replace(recipe.capped(scale.max_passes), tta=0)
 
 
 def stack_of(recipe: Recipe, seed: int, evaluation: str, scale: Scale) -> Stack:
-    """The stack that trains ``recipe`` on ``seed``: the recipe (without its evaluation-only
-    ``tta``, passes capped by ``scale``) on the block of ``scale.block(evaluation)`` seeds that
+    """The stack that trains ``recipe`` on ``seed`` when it is asked for alone: the trained
+    recipe (:func:`trained_recipe`) on the block of ``scale.block(evaluation)`` seeds that
     holds ``seed`` (blocks start at 0: 0-4, 5-9, ...)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"a seed is a whole number >= 0, got {seed!r}")
-    trained = dataclasses.replace(recipe.capped(scale.max_passes), tta=0)
+    trained = trained_recipe(recipe, scale)
     size = 1 if trained.trainer == "online" else scale.block(evaluation)
     first = seed - seed % size
-    return Stack(trained, tuple(range(first, first + size)), evaluation)
+    return Stack((trained,), tuple(range(first, first + size)), evaluation)
+
+
+def candidate_stacks(recipes: Sequence[Recipe], seeds: Sequence[int], evaluation: str,
+                     scale: Scale) -> list[Stack]:
+    """The stacks that train a step's candidates together on ``seeds``: the distinct trained
+    recipes (:func:`trained_recipe`), those of one shape in one stack, in the order given;
+    an online recipe one seed at a time. Decided by the candidates and seeds alone."""
+    distinct = list(dict.fromkeys(trained_recipe(recipe, scale) for recipe in recipes))
+    shapes: dict[tuple[object, ...], list[Recipe]] = {}
+    for recipe in distinct:
+        shapes.setdefault(recipe.shape(), []).append(recipe)
+    stacks = []
+    for group in shapes.values():
+        if group[0].trainer == "online":
+            stacks += [Stack((recipe,), (seed,), evaluation) for recipe in group
+                       for seed in seeds]
+        else:
+            stacks.append(Stack(tuple(group), tuple(seeds), evaluation))
+    return stacks
 
 
 def study_sets(scale: Scale, data_root: str | None = None, split: Split | None = None
@@ -254,9 +310,11 @@ def study_sets(scale: Scale, data_root: str | None = None, split: Split | None =
 
 @dataclass
 class Trained:
-    """One member of a trained stack: its seed, history, whether its training loss stopped
-    being finite, and its final weights (None if it diverged)."""
+    """One network of a trained stack: its recipe's place in the stack, its seed, history,
+    whether its training loss stopped being finite, and its final weights (None if it
+    diverged)."""
 
+    index: int
     seed: int
     history: History
     diverged: bool
@@ -264,17 +322,18 @@ class Trained:
 
 
 def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]]) -> list[Trained]:
-    """Train every member of ``stack`` from the paper's initial weights of its seed: a
+    """Train every network of ``stack`` from the paper's initial weights of its seed: a
     mini-batch stack together with :func:`~lenet1.train.stacked.train_stacked`, an online run
     on the compiled engine. Depends on nothing but the stack and the digits (torch on one
     thread), so it gives the same bits in this process, a worker or a cluster."""
-    recipe = stack.recipe
+    members = stack.members
     train, judged = sets[stack.evaluation]
-    models = [initial_network(recipe, seed) for seed in stack.seeds]
+    models = [initial_network(recipe, seed) for _, recipe, seed in members]
     # A validation run is judged by its end alone; the test runs' curves are drawn.
     every = stack.evaluation == "test"
     outcomes: list[tuple[History, bool]]
-    if recipe.trainer == "online":
+    if stack.recipe.trainer == "online":
+        recipe = stack.recipe
         try:
             outcomes = [(train_online(models[0], train, judged, recipe.passes, SGD(recipe.lr),
                                       FastEngine(), record_every=every), False)]
@@ -282,13 +341,13 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]]) -> list
             outcomes = [(History(), True)]
     else:
         runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
-                             [recipe.modern_config(seed) for seed in stack.seeds],
+                             [recipe.modern_config(seed) for _, recipe, seed in members],
                              record_every=every)
         outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged) for r in runs]
-    return [Trained(seed, history, diverged,
+    return [Trained(index, seed, history, diverged,
                     None if diverged else {k: v.detach().contiguous()
                                            for k, v in model.state_dict().items()})
-            for seed, model, (history, diverged) in zip(stack.seeds, models, outcomes)]
+            for (index, _, seed), model, (history, diverged) in zip(members, models, outcomes)]
 
 
 def final_metrics(recipe: Recipe, model: nn.Module, digits: Digits) -> Metrics:

@@ -43,9 +43,11 @@ from .recipes import (
     Scale,
     Stack,
     Trained,
+    candidate_stacks,
     final_metrics,
     stack_of,
     train_stack,
+    trained_recipe,
 )
 from .runs import (
     RUN_FILES,
@@ -316,14 +318,21 @@ class Runner:
                                self.code)
 
     def folder(self, recipe: Recipe, seed: int, evaluation: str) -> Path:
-        """The folder of one run: its seed's sub-folder of its stack's entry."""
-        return self.stack_folder(self.stack(recipe, seed, evaluation)) / f"s{seed}"
+        """The folder of one run asked for alone: its seed's sub-folder of its stack's entry."""
+        stack = self.stack(recipe, seed, evaluation)
+        return self.stack_folder(stack) / stack.member(0, seed)
 
     def _complete(self, stack: Stack) -> bool:
         folder = self.stack_folder(stack)
         return (folder / cache.KEY_FILE).is_file() and all(
-            (folder / f"s{seed}" / name).is_file() for seed in stack.seeds
-            for name in MEMBER_FILES)
+            (folder / stack.member(index, seed) / name).is_file()
+            for index, _, seed in stack.members for name in MEMBER_FILES)
+
+    def _train_missing(self, stacks: Sequence[Stack], what: str) -> set[Stack]:
+        missing = [stack for stack in dict.fromkeys(stacks) if not self._complete(stack)]
+        if missing:
+            self._train(missing, what)
+        return set(missing)
 
     def run_all(self, jobs: Sequence[tuple[Recipe, int, str]], what: str = ""
                 ) -> list[RunResult]:
@@ -331,24 +340,45 @@ class Runner:
         first, side by side (the results in order). ``what`` names the jobs in the log."""
         for _, _, evaluation in jobs:
             self._check_evaluation(evaluation)
-        stacks = list(dict.fromkeys(self.stack(*job) for job in jobs))
-        missing = [stack for stack in stacks if not self._complete(stack)]
-        if missing:
-            self._train(missing, what)
-        fresh = {self.stack_folder(stack) for stack in missing}
-        results = [self.run(*job) for job in jobs]
-        return [replace(r, fresh=True) if r.path is not None and r.path.parent in fresh else r
-                for r in results]
+        stacks = [self.stack(*job) for job in jobs]
+        fresh = self._train_missing(stacks, what)
+        return [self._read(stack, 0, recipe, seed, stack in fresh)
+                for stack, (recipe, seed, _) in zip(stacks, jobs)]
+
+    def run_candidates(self, candidates: Sequence[Recipe], seeds: Sequence[int],
+                       evaluation: str, what: str = "") -> list[RunResult]:
+        """Every candidate on every seed (candidate by candidate), trained together: the
+        candidates of one shape in one stack (:func:`~lenet1.experiments.recipes.
+        candidate_stacks`), keyed by all of them, so these numbers are those of this set of
+        candidates, whoever asks for them."""
+        self._check_evaluation(evaluation)
+        stacks = candidate_stacks(candidates, seeds, evaluation, self.scale)
+        fresh = self._train_missing(stacks, what)
+        where: dict[tuple[Recipe, int], tuple[Stack, int]] = {
+            (recipe, seed): (stack, index) for stack in stacks
+            for index, recipe, seed in stack.members}
+        results = []
+        for candidate in candidates:
+            for seed in seeds:
+                stack, index = where[(trained_recipe(candidate, self.scale), seed)]
+                results.append(self._read(stack, index, candidate, seed, stack in fresh))
+        return results
 
     def run(self, recipe: Recipe, seed: int, evaluation: str) -> RunResult:
+        """One run, trained (in its stack, :func:`~lenet1.experiments.recipes.stack_of`) or
+        reloaded."""
         self._check_evaluation(evaluation)
         stack = self.stack(recipe, seed, evaluation)
-        fresh = not self._complete(stack)
-        if fresh:
-            self._train([stack], "")
+        fresh = self._train_missing([stack], "")
+        return self._read(stack, 0, recipe, seed, stack in fresh)
+
+    def _read(self, stack: Stack, index: int, recipe: Recipe, seed: int,
+              fresh: bool) -> RunResult:
+        """A stored network's result; ``recipe`` may add test-time augmentation."""
+        evaluation = stack.evaluation
         recipe = recipe.capped(self.scale.max_passes)
         train, judged = self.sets[evaluation]
-        folder = self.stack_folder(stack) / f"s{seed}"
+        folder = self.stack_folder(stack) / stack.member(index, seed)
         saved = json.loads((folder / "result.json").read_text())
         history_type = ModernHistory if recipe.trainer == "minibatch" else History
         history = history_type.from_json(json.loads((folder / "history.json").read_text()))
@@ -384,17 +414,17 @@ class Runner:
     def _train(self, stacks: Sequence[Stack], what: str) -> None:
         """Train ``stacks`` (the longest first, so that the short ones fill the workers'
         last gaps) and store each as it comes."""
-        order = sorted(stacks, key=lambda s: _expected_cost(s.recipe) * len(s.seeds),
+        order = sorted(stacks, key=lambda s: _expected_cost(s.recipe) * len(s.members),
                        reverse=True)
         executor = self._executor_for(len(order))
-        progress = Progress(sum(len(s.seeds) for s in order), len(order), executor.workers,
+        progress = Progress(sum(len(s.members) for s in order), len(order), executor.workers,
                             what, executor.description, self.log)
         for index, (trained, seconds, machine) in executor.run(_train_stack_task, order,
                                                                self.sets, self.code):
             stack = order[index]
             self._store(stack, trained, seconds, machine)
             for member in trained:
-                progress.done(f"{stack.label()} seed {member.seed}: "
+                progress.done(f"{stack.label()} {stack.member(member.index, member.seed)}: "
                               f"{_outcome(member.history, member.diverged, stack.evaluation)}")
 
     def _store(self, stack: Stack, trained: Sequence[Trained], seconds: float,
@@ -403,7 +433,7 @@ class Runner:
             cache.write_json(partial / "stack.json", {"seconds": seconds,
                                                       "environment": dict(machine)})
             for member in trained:
-                folder = partial / f"s{member.seed}"
+                folder = partial / stack.member(member.index, member.seed)
                 folder.mkdir()
                 # The stack's wall time, shared evenly by its networks.
                 cache.write_json(folder / "result.json", {

@@ -229,11 +229,10 @@ def test_a_runs_stack_is_its_recipe_on_a_fixed_block_of_seeds():
     adamw = MINI.changed({"optimizer": "adamw", "lr": 3e-3})
     stacks = candidate_stacks([faster, slower.changed({"tta": 1}), slower, adamw, Recipe()],
                               (0, 1), "validation", scale)
-    assert [(len(s.recipes), s.seeds) for s in stacks] == [(2, (0, 1)), (1, (0, 1)),
-                                                          (1, (0,)), (1, (1,))]
+    assert [(len(s.recipes), s.seeds) for s in stacks] == [(2, (0,)), (2, (1,)), (1, (0,)),
+                                                          (1, (1,)), (1, (0,)), (1, (1,))]
     assert stacks[0].recipes == (faster, slower)  # MINI's 2 passes are under the cap
-    assert [stacks[0].member(i, seed) for i, _, seed in stacks[0].members] == \
-        ["c0-s0", "c0-s1", "c1-s0", "c1-s1"]
+    assert [stacks[1].member(i, seed) for i, _, seed in stacks[1].members] == ["c0-s1", "c1-s1"]
     with pytest.raises(ValueError, match="shape"):
         Stack((MINI, adamw), (0,), "test")
     with pytest.raises(ValueError, match="seed"):

@@ -280,9 +280,10 @@ def stack_of(recipe: Recipe, seed: int, evaluation: str, scale: Scale) -> Stack:
 
 def candidate_stacks(recipes: Sequence[Recipe], seeds: Sequence[int], evaluation: str,
                      scale: Scale) -> list[Stack]:
-    """The stacks that train a step's candidates together on ``seeds``: the distinct trained
-    recipes (:func:`trained_recipe`), those of one shape in one stack, in the order given;
-    an online recipe one seed at a time. Decided by the candidates and seeds alone."""
+    """The stacks that train a step's candidates together on ``seeds``: on each seed, the
+    distinct trained recipes (:func:`trained_recipe`) of one shape in one stack, in the order
+    given (one stack per seed, so that the seeds train side by side); an online recipe alone.
+    Decided by the candidates and seeds alone."""
     distinct = list(dict.fromkeys(trained_recipe(recipe, scale) for recipe in recipes))
     shapes: dict[tuple[object, ...], list[Recipe]] = {}
     for recipe in distinct:
@@ -293,7 +294,7 @@ def candidate_stacks(recipes: Sequence[Recipe], seeds: Sequence[int], evaluation
             stacks += [Stack((recipe,), (seed,), evaluation) for recipe in group
                        for seed in seeds]
         else:
-            stacks.append(Stack(tuple(group), tuple(seeds), evaluation))
+            stacks += [Stack(tuple(group), (seed,), evaluation) for seed in seeds]
     return stacks
 
 

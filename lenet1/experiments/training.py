@@ -347,10 +347,10 @@ class Runner:
 
     def run_candidates(self, candidates: Sequence[Recipe], seeds: Sequence[int],
                        evaluation: str, what: str = "") -> list[RunResult]:
-        """Every candidate on every seed (candidate by candidate), trained together: the
-        candidates of one shape in one stack (:func:`~lenet1.experiments.recipes.
-        candidate_stacks`), keyed by all of them, so these numbers are those of this set of
-        candidates, whoever asks for them."""
+        """Every candidate on every seed (candidate by candidate), trained together: on each
+        seed, the candidates of one shape in one stack
+        (:func:`~lenet1.experiments.recipes.candidate_stacks`), keyed by all of them, so these
+        numbers are those of this set of candidates, whoever asks for them."""
         self._check_evaluation(evaluation)
         stacks = candidate_stacks(candidates, seeds, evaluation, self.scale)
         fresh = self._train_missing(stacks, what)

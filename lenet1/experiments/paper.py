@@ -206,7 +206,7 @@ class Calibration:
 
 def calibrate(model: str, optimizer: str, plan: Plan, root: str | Path | None = None,
               data_root: str | None = None, progress: Progress = None,
-              executor: Executor | None = None              ) -> Calibration:
+        executor: Executor | None = None) -> Calibration:
     configs = calibration_configs(model, optimizer, plan)
     assert all(c.holdout > 0 for c in configs)  # the test set plays no part
     runs = train_runs(configs, plan, root, data_root, progress, executor)
@@ -246,13 +246,20 @@ class Arm:
         return self.summary()[-1]
 
 
-def protocol(name: str, config: RunConfig, plan: Plan, root: str | Path | None = None,
-             data_root: str | None = None, progress: Progress = None,
-              executor: Executor | None = None              ) -> Arm:
+def protocol_configs(config: RunConfig, plan: Plan) -> tuple[list[RunConfig], list[RunConfig]]:
+    """The protocol's runs of ``config``: every seed on every training digit, and again on
+    the held-out split (for the rejection threshold)."""
     full = [replace(config, seed=s) for s in range(plan.final_seeds)]
     held = [replace(config, seed=s, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
                     record="last")
             for s in range(plan.final_seeds)]
+    return full, held
+
+
+def protocol(name: str, config: RunConfig, plan: Plan, root: str | Path | None = None,
+             data_root: str | None = None, progress: Progress = None,
+        executor: Executor | None = None) -> Arm:
+    full, held = protocol_configs(config, plan)
     runs = train_runs(full + held, plan, root, data_root, progress, executor)
     runs, holdout_runs = runs[:len(full)], runs[len(full):]
     bad = [r.path.name for r in runs + holdout_runs if diverged(r)]
@@ -278,10 +285,12 @@ EARLIER = "LeNet-1, earlier reproductions' setup"
 
 def earlier_reproduction(plan: Plan, root: str | Path | None = None,
                          data_root: str | None = None, progress: Progress = None,
-              executor: Executor | None = None              ) -> Arm:
-    config = replace(base_config("lenet1", "sgd", plan), unit="tanh", init="sqrt_fan_in",
-                     lr=0.03)
-    return protocol(EARLIER, config, plan, root, data_root, progress, executor)
+        executor: Executor | None = None) -> Arm:
+    return protocol(EARLIER, earlier_config(plan), plan, root, data_root, progress, executor)
+
+
+def earlier_config(plan: Plan) -> RunConfig:
+    return replace(base_config("lenet1", "sgd", plan), unit="tanh", init="sqrt_fan_in", lr=0.03)
 
 
 # --- 3. ablations -----------------------------------------------------------------------------
@@ -311,7 +320,7 @@ class Ablation:
 
 def ablations(baseline: Arm, plan: Plan, root: str | Path | None = None,
               data_root: str | None = None, progress: Progress = None,
-              executor: Executor | None = None              ) -> list[Ablation]:
+        executor: Executor | None = None) -> list[Ablation]:
     """Each variant of the calibrated SDLM network, on the held-out split; the first entry is
     the baseline itself (its held-out runs)."""
     base = replace(baseline.config, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
@@ -401,7 +410,12 @@ ARMS = (("LeNet-1, SDLM", "lenet1", "sdlm"), ("LeNet-1, SGD", "lenet1", "sgd"),
 
 def calibrate_all(plan: Plan, root: str | Path | None = None, data_root: str | None = None,
                   progress: Progress = None,
-              executor: Executor | None = None              ) -> dict[str, Calibration]:
+        executor: Executor | None = None) -> dict[str, Calibration]:
+    # The grids are independent: trained as one set of tasks, so that no worker waits for
+    # the end of one grid before the next starts; then each is reloaded.
+    train_runs([c for _, model, optimizer in ARMS
+                for c in calibration_configs(model, optimizer, plan)],
+               plan, root, data_root, progress, executor)
     return {name: calibrate(model, optimizer, plan, root, data_root, progress, executor)
             for name, model, optimizer in ARMS}
 
@@ -409,7 +423,7 @@ def calibrate_all(plan: Plan, root: str | Path | None = None, data_root: str | N
 def protocol_all(calibrations: dict[str, Calibration], plan: Plan,
                  root: str | Path | None = None, data_root: str | None = None,
                  progress: Progress = None,
-              executor: Executor | None = None              ) -> dict[str, Arm]:
+        executor: Executor | None = None) -> dict[str, Arm]:
     return {name: protocol(name, calibrations[name].chosen, plan, root, data_root, progress,
                            executor)
             for name in calibrations}
@@ -438,6 +452,10 @@ def run_all(quick: bool = False, root: str | Path | None = None, data_root: str 
     plan = plan_for(quick)
     calibrations = calibrate_all(plan, root, data_root, progress, executor)
     lap("calibration")
+    # Every arm's runs as one set of tasks (see calibrate_all), then each arm reloaded.
+    chosen = [c.chosen for c in calibrations.values()] + [earlier_config(plan)]
+    train_runs([run for config in chosen for part in protocol_configs(config, plan)
+                for run in part], plan, root, data_root, progress, executor)
     arms = protocol_all(calibrations, plan, root, data_root, progress, executor)
     earlier = earlier_reproduction(plan, root, data_root, progress, executor)
     lap("protocol")
@@ -458,14 +476,14 @@ def run_all(quick: bool = False, root: str | Path | None = None, data_root: str 
 
 
 __all__ = [
+    "EARLIER",
     "FULL",
-        "QUICK",
+    "QUICK",
     "Ablation",
     "Arm",
     "Calibration",
     "CurvatureAgreement",
     "CurvatureTrace",
-    "EARLIER",
     "GridPoint",
     "Plan",
     "StudyResults",
@@ -476,13 +494,15 @@ __all__ = [
     "calibration_grid",
     "curvature_trace",
     "diverged",
+    "earlier_config",
     "earlier_reproduction",
     "gauss_newton_comparison",
-    "normalised_mses",
     "grid_points",
+    "normalised_mses",
     "plan_for",
     "protocol",
     "protocol_all",
+    "protocol_configs",
     "run_all",
     "select",
     "train_runs",

@@ -203,3 +203,11 @@ class DaskCluster(_Closing):
 def scheduler_from_environment(scheduler: str | None) -> str | None:
     """``scheduler``, else ``$LENET1_SCHEDULER``, else None (this machine)."""
     return scheduler or os.environ.get(SCHEDULER_VARIABLE) or None
+
+
+def cluster_for(scheduler: str | None, log: Callable[[str], None] | None = None
+                ) -> DaskCluster | None:
+    """A Dask executor for ``scheduler`` (else ``$LENET1_SCHEDULER``); None if neither names
+    one (the study then trains on this machine without Dask)."""
+    address = scheduler_from_environment(scheduler)
+    return DaskCluster(address, log) if address else None

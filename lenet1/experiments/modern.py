@@ -31,7 +31,6 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,10 @@ from typing import Any
 from ..accounting import multiply_adds
 from ..facts import KARPATHY_PATH
 from ..nets import ModernLeNet1
-from .executors import DaskCluster, Executor, scheduler_from_environment
+from .executors import Executor, cluster_for
 from .recipes import FULL, PAPER_RECIPE, QUICK, Recipe, Scale, study_sets
-from .training import Runner, RunResult
 from .stats import sample_std
+from .training import Runner, RunResult
 
 #: The seeds the study reports.
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -324,8 +323,8 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     ``scheduler`` (else ``$LENET1_SCHEDULER``) on a Dask cluster, or on ``executor``; none of
     these changes a number.
     """
-    if executor is None and scheduler_from_environment(scheduler):
-        with closing(DaskCluster(scheduler_from_environment(scheduler) or "", log)) as cluster:
+    if executor is None and (cluster := cluster_for(scheduler, log)) is not None:
+        with cluster:
             return run_study(seeds, quick, steps=steps, scale=scale, root=root,
                              data_root=data_root, log=log, workers=workers, executor=cluster)
     seeds = tuple(seeds)

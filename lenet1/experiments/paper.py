@@ -26,8 +26,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,13 +34,13 @@ import numpy as np
 import torch
 
 from ..data import load, validation_split
+from ..engine.intrinsics import LANES
 from ..rejection import RejectionPoint, rejection_for_error
 from ..train.online import metrics_of, predict
-from ..engine.intrinsics import LANES
-from .executors import DaskCluster, Executor, InProcess, scheduler_from_environment
+from .executors import Executor, InProcess, cluster_for
 from .runs import CurvatureTrace, Run, RunConfig, make_model
-from .training import cached_runs, curvature_trace
 from .stats import Spread, rejection_figures, summarise
+from .training import cached_runs, curvature_trace
 
 Progress = Callable[[str], None] | None
 
@@ -206,10 +205,15 @@ class Calibration:
 
 def calibrate(model: str, optimizer: str, plan: Plan, root: str | Path | None = None,
               data_root: str | None = None, progress: Progress = None,
-        executor: Executor | None = None) -> Calibration:
+              executor: Executor | None = None) -> Calibration:
     configs = calibration_configs(model, optimizer, plan)
-    assert all(c.holdout > 0 for c in configs)  # the test set plays no part
-    runs = train_runs(configs, plan, root, data_root, progress, executor)
+    return calibration_of(model, optimizer,
+                          train_runs(configs, plan, root, data_root, progress, executor))
+
+
+def calibration_of(model: str, optimizer: str, runs: Sequence[Run]) -> Calibration:
+    """The grid's points and the winner, from its trained runs."""
+    assert all(r.config.holdout > 0 for r in runs)  # the test set plays no part
     points = grid_points(runs)
     return Calibration(model, optimizer, points, select(points))
 
@@ -258,10 +262,25 @@ def protocol_configs(config: RunConfig, plan: Plan) -> tuple[list[RunConfig], li
 
 def protocol(name: str, config: RunConfig, plan: Plan, root: str | Path | None = None,
              data_root: str | None = None, progress: Progress = None,
-        executor: Executor | None = None) -> Arm:
-    full, held = protocol_configs(config, plan)
-    runs = train_runs(full + held, plan, root, data_root, progress, executor)
-    runs, holdout_runs = runs[:len(full)], runs[len(full):]
+             executor: Executor | None = None) -> Arm:
+    return arms_of({name: config}, plan, root, data_root, progress, executor)[name]
+
+
+def arms_of(configs: Mapping[str, RunConfig], plan: Plan, root: str | Path | None = None,
+            data_root: str | None = None, progress: Progress = None,
+            executor: Executor | None = None) -> dict[str, Arm]:
+    """The protocol for each named configuration, every arm's runs trained as one set of tasks
+    (so that no worker waits at the end of one arm for the next to start)."""
+    parts = {name: protocol_configs(config, plan) for name, config in configs.items()}
+    runs = iter(train_runs([run for full, held in parts.values() for run in full + held],
+                           plan, root, data_root, progress, executor))
+    return {name: _arm(name, configs[name], plan, [next(runs) for _ in full],
+                       [next(runs) for _ in held], data_root)
+            for name, (full, held) in parts.items()}
+
+
+def _arm(name: str, config: RunConfig, plan: Plan, runs: list[Run], holdout_runs: list[Run],
+         data_root: str | None) -> Arm:
     bad = [r.path.name for r in runs + holdout_runs if diverged(r)]
     if bad:
         raise FloatingPointError(f"{name}: the calibrated constants diverged in {bad}")
@@ -285,7 +304,7 @@ EARLIER = "LeNet-1, earlier reproductions' setup"
 
 def earlier_reproduction(plan: Plan, root: str | Path | None = None,
                          data_root: str | None = None, progress: Progress = None,
-        executor: Executor | None = None) -> Arm:
+                         executor: Executor | None = None) -> Arm:
     return protocol(EARLIER, earlier_config(plan), plan, root, data_root, progress, executor)
 
 
@@ -320,7 +339,7 @@ class Ablation:
 
 def ablations(baseline: Arm, plan: Plan, root: str | Path | None = None,
               data_root: str | None = None, progress: Progress = None,
-        executor: Executor | None = None) -> list[Ablation]:
+              executor: Executor | None = None) -> list[Ablation]:
     """Each variant of the calibrated SDLM network, on the held-out split; the first entry is
     the baseline itself (its held-out runs)."""
     base = replace(baseline.config, holdout=plan.holdout, holdout_seed=HOLDOUT_SEED,
@@ -410,23 +429,22 @@ ARMS = (("LeNet-1, SDLM", "lenet1", "sdlm"), ("LeNet-1, SGD", "lenet1", "sgd"),
 
 def calibrate_all(plan: Plan, root: str | Path | None = None, data_root: str | None = None,
                   progress: Progress = None,
-        executor: Executor | None = None) -> dict[str, Calibration]:
+                  executor: Executor | None = None) -> dict[str, Calibration]:
     # The grids are independent: trained as one set of tasks, so that no worker waits for
-    # the end of one grid before the next starts; then each is reloaded.
-    train_runs([c for _, model, optimizer in ARMS
-                for c in calibration_configs(model, optimizer, plan)],
-               plan, root, data_root, progress, executor)
-    return {name: calibrate(model, optimizer, plan, root, data_root, progress, executor)
+    # the end of one grid before the next starts.
+    grids = {name: calibration_configs(model, optimizer, plan) for name, model, optimizer in ARMS}
+    runs = iter(train_runs([c for configs in grids.values() for c in configs],
+                           plan, root, data_root, progress, executor))
+    return {name: calibration_of(model, optimizer, [next(runs) for _ in grids[name]])
             for name, model, optimizer in ARMS}
 
 
 def protocol_all(calibrations: dict[str, Calibration], plan: Plan,
                  root: str | Path | None = None, data_root: str | None = None,
                  progress: Progress = None,
-        executor: Executor | None = None) -> dict[str, Arm]:
-    return {name: protocol(name, calibrations[name].chosen, plan, root, data_root, progress,
-                           executor)
-            for name in calibrations}
+                 executor: Executor | None = None) -> dict[str, Arm]:
+    return arms_of({name: c.chosen for name, c in calibrations.items()}, plan, root, data_root,
+                   progress, executor)
 
 
 def run_all(quick: bool = False, root: str | Path | None = None, data_root: str | None = None,
@@ -440,8 +458,8 @@ def run_all(quick: bool = False, root: str | Path | None = None, data_root: str 
     every core, or with ``scheduler`` (else ``$LENET1_SCHEDULER``) on a Dask cluster
     (:class:`~lenet1.experiments.executors.DaskCluster`: an address, or ``local:N``). Where
     they train never changes their numbers."""
-    if executor is None and scheduler_from_environment(scheduler):
-        with closing(DaskCluster(scheduler_from_environment(scheduler) or "", progress)) as cluster:
+    if executor is None and (cluster := cluster_for(scheduler, progress)) is not None:
+        with cluster:
             return run_all(quick, root, data_root, progress, executor=cluster)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -452,12 +470,9 @@ def run_all(quick: bool = False, root: str | Path | None = None, data_root: str 
     plan = plan_for(quick)
     calibrations = calibrate_all(plan, root, data_root, progress, executor)
     lap("calibration")
-    # Every arm's runs as one set of tasks (see calibrate_all), then each arm reloaded.
-    chosen = [c.chosen for c in calibrations.values()] + [earlier_config(plan)]
-    train_runs([run for config in chosen for part in protocol_configs(config, plan)
-                for run in part], plan, root, data_root, progress, executor)
-    arms = protocol_all(calibrations, plan, root, data_root, progress, executor)
-    earlier = earlier_reproduction(plan, root, data_root, progress, executor)
+    arms = arms_of({**{name: c.chosen for name, c in calibrations.items()},
+                    EARLIER: earlier_config(plan)}, plan, root, data_root, progress, executor)
+    earlier = arms.pop(EARLIER)
     lap("protocol")
     sdlm = arms["LeNet-1, SDLM"]
     ablation_results = ablations(sdlm, plan, root, data_root, progress, executor)
@@ -488,10 +503,12 @@ __all__ = [
     "Plan",
     "StudyResults",
     "ablations",
+    "arms_of",
     "calibrate",
     "calibrate_all",
     "calibration_configs",
     "calibration_grid",
+    "calibration_of",
     "curvature_trace",
     "diverged",
     "earlier_config",

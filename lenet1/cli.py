@@ -17,10 +17,13 @@ from .data import SOURCES, DataError
 from .experiments.archive import ArchiveError
 from .experiments.cache import CodeKeyError
 from .experiments.executors import SchedulerError
+from .experiments.fidelity import StaleTableError
 from .experiments.runs import (
     ENGINES,
+    LOSS_SCALES,
     MODELS,
     OPTIMIZERS,
+    ORDERS,
     SCHEDULES,
     RunConfig,
     RunError,
@@ -28,7 +31,7 @@ from .experiments.runs import (
     load_run,
     train_run,
 )
-from .nets import BACKGROUND, BIAS_INITS, INITS, UNITS, ShapeError, build_model
+from .nets import BACKGROUND, BIAS_INITS, INITS, OUTPUT_UNITS, UNITS, ShapeError, build_model
 from .report.text import format_record
 from .train.online import evaluate
 
@@ -72,10 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--unit", choices=UNITS, default=defaults.unit)
     train.add_argument("--init", choices=INITS, default=defaults.init)
     train.add_argument("--table", default=defaults.table, help="block, full or random:SEED")
+    train.add_argument("--output", choices=OUTPUT_UNITS, default=None,
+                       help="the output units (default: like the hidden ones); sigmoid: "
+                            "trained on 0/1 targets")
     train.add_argument("--bias-init", choices=BIAS_INITS, default=defaults.bias_init,
-                       help="biases start at zero, or uniform like the unit's weights")
+                       help="biases start at zero, uniform like the unit's weights, or zero "
+                            "but the outputs' at -1")
     train.add_argument("--h2-background", type=float, default=BACKGROUND,
                        help="value H1's maps are padded with for H2 (default -1)")
+    train.add_argument("--input-background", type=float, default=BACKGROUND,
+                       help="value the input is padded with (default -1)")
+    train.add_argument("--loss", choices=tuple(LOSS_SCALES), default=defaults.loss,
+                       help="the squared error each step descends: its mean over the 10 "
+                            "outputs (default), half that, the sum, or half the sum")
+    train.add_argument("--order", choices=ORDERS, default=defaults.order,
+                       help="the patterns in the file's order every pass (default), or "
+                            "reshuffled before every pass from the seed")
     train.add_argument("--passes", type=_positive_int, default=defaults.passes)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     train.add_argument("--lr", type=_positive_float, default=None,
@@ -106,9 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     study = commands.add_parser(
         "study", help="train (or reload) every run of a study and print its tables",
         description="paper: calibration, 10 seeds of LeNet-1 and FC-40 with SDLM and SGD, "
-                    "rejection, ablations (the book's chapters 4-7). modern: the modern "
-                    "retraining path (chapter 8). Saved runs are reloaded, not retrained.")
-    study.add_argument("which", choices=("paper", "modern"))
+                    "rejection, ablations (the book's chapters 4-9). modern: the modern "
+                    "retraining path (chapter 11). fidelity (chapter 10): which of the "
+                    "choices the paper leaves open give its five figures together; by "
+                    "default it reads the "
+                    "table that ships with the book and retrains 4 of its runs at random to "
+                    "check it, --scale full trains the whole design and writes the table. "
+                    "Saved runs are reloaded, not retrained.")
+    study.add_argument("which", choices=("paper", "modern", "fidelity"))
     study.add_argument("--quick", action="store_true",
                        help="a smoke test: a couple of passes and seeds (as LENET1_QUICK=1)")
     study.add_argument("--runs", default=None,
@@ -119,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="paper: also write the summary, tables (CSV) and figures (PNG) here")
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
+    study.add_argument("--scale", choices=("full",), default=None,
+                       help="fidelity: train the full design (1,500 networks, some 40 minutes "
+                            "on two cores) and write its table (see --table)")
+    study.add_argument("--table", type=Path, default=None,
+                       help="fidelity: the table to read, or with --scale full to write "
+                            "(default: results/fidelity.csv of the project)")
+    study.add_argument("--check", type=_positive_int, default=4,
+                       help="fidelity: how many of the table's runs to retrain as a check "
+                            "(default 4)")
     study.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="train the missing networks on a Dask cluster: a scheduler's "
                             "address (tcp://host:8786), or local:N for N worker processes "
@@ -201,7 +230,38 @@ def _evaluate(args: argparse.Namespace) -> None:
         print("warning: the reloaded weights do not give the recorded misses", file=sys.stderr)
 
 
+def _fidelity(args: argparse.Namespace) -> None:
+    from .experiments import fidelity
+    from .report.fidelity import report
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    table = args.table or fidelity.TABLE
+    if args.scale == "full" or args.quick:
+        scale = fidelity.QUICK if args.quick else fidelity.FULL
+        study = fidelity.run_study(scale, args.quick, root=args.runs, data_root=args.data_root,
+                                   progress=log, scheduler=args.scheduler)
+        if not args.quick:
+            fidelity.write_table(study, table)
+            log(f"wrote {table} and {table.with_suffix('.json').name}")
+    else:
+        study = fidelity.read_table(table)
+        checks = fidelity.check_table(study, args.check, root=args.runs,
+                                      data_root=args.data_root, progress=log)
+        log(f"retrained {len(checks)} of the table's runs at random: all give its figures")
+    print()
+    print(report(study))
+
+
 def _study(args: argparse.Namespace) -> None:
+    if args.which != "fidelity" and (args.scale or args.table):
+        raise ValueError("--scale and --table are for the fidelity study")
+    if args.which == "fidelity":
+        if args.seeds is not None or args.out is not None:
+            raise ValueError("--seeds and --out are not for the fidelity study")
+        _fidelity(args)
+        return
     if args.which == "paper":
         if args.seeds is not None:
             raise ValueError("--seeds is for the modern study; the paper study's seeds are "
@@ -230,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"info": _info, "train": _train, "evaluate": _evaluate, "study": _study,
          "runs": _runs}[args.command](args)
     except (DataError, RunError, ShapeError, ValueError, FloatingPointError,
-            ArchiveError, CodeKeyError, SchedulerError) as error:
+            ArchiveError, CodeKeyError, SchedulerError, FileNotFoundError,
+            StaleTableError) as error:
         print(f"python -m lenet1 {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

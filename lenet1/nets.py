@@ -24,10 +24,13 @@ from torch import Tensor, nn
 
 Unit = Literal["scaled_tanh", "tanh"]
 Init = Literal["fan_in", "sqrt_fan_in"]
-BiasInit = Literal["zero", "uniform"]
+BiasInit = Literal["zero", "uniform", "output_minus_one"]
+OutputUnit = Literal["scaled_tanh", "tanh", "sigmoid"]
 UNITS: tuple[str, ...] = ("scaled_tanh", "tanh")
+# The output layer may also be a logistic sigmoid trained on 0/1 targets (see ``activation``).
+OUTPUT_UNITS: tuple[str, ...] = (*UNITS, "sigmoid")
 INITS: tuple[str, ...] = ("fan_in", "sqrt_fan_in")
-BIAS_INITS: tuple[str, ...] = ("zero", "uniform")
+BIAS_INITS: tuple[str, ...] = ("zero", "uniform", "output_minus_one")
 
 # f(a) = A tanh(S a), with f(+-1) = +-1 (the 1998 paper, appendix A).
 TANH_AMPLITUDE = 1.7159
@@ -43,10 +46,19 @@ class ShapeError(ValueError):
     """An input tensor does not have the shape, dtype or values the network expects."""
 
 
-def activation(a: Tensor, unit: Unit) -> Tensor:
-    """The unit's squashing function: 1.7159 tanh(2a/3) (``scaled_tanh``) or plain ``tanh``."""
+def activation(a: Tensor, unit: OutputUnit) -> Tensor:
+    """The unit's squashing function: 1.7159 tanh(2a/3) (``scaled_tanh``), plain ``tanh``, or
+    (output layer only) ``sigmoid``, read in the same +-1 code as the others.
+
+    A sigmoid output ``s = 1 / (1 + exp(-a))`` trained on 0/1 targets ``(1 + t) / 2`` is, exactly,
+    the unit ``y = 2 s - 1 = tanh(a / 2)`` trained on the +-1 targets ``t`` with the squared error
+    divided by 4, since ``(s - (1 + t) / 2)^2 = (y - t)^2 / 4``. The network computes ``y``, so
+    every output keeps the +-1 code; the factor 1/4 belongs to the loss
+    (:func:`lenet1.experiments.runs.loss_factor`)."""
     if unit == "scaled_tanh":
         return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * a)
+    if unit == "sigmoid":
+        return torch.tanh(0.5 * a)
     return torch.tanh(a)
 
 
@@ -133,20 +145,30 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _check_options(unit: str, init: str, bias_init: str) -> None:
+def _check_options(unit: str, init: str, bias_init: str, output: str) -> None:
     check_choice("unit", unit, UNITS)
+    check_choice("output", output, OUTPUT_UNITS)
     check_choice("init", init, INITS)
     check_choice("bias_init", bias_init, BIAS_INITS)
 
 
-def _bias_(bias: Tensor, fan_in: int, init: Init, bias_init: BiasInit) -> None:
+def _bias_(bias: Tensor, fan_in: int, init: Init, bias_init: BiasInit,
+           output: bool = False) -> None:
     """``zero``: biases start at 0. ``uniform``: like the unit's weights (a bias is a weight
-    from a unit that is always on), drawn after all the weights."""
+    from a unit that is always on), drawn after all the weights. ``output_minus_one``: 0, but
+    the output units' at -1, towards the target of 9 outputs in 10 (Karpathy's choice)."""
     if bias_init == "uniform":
         _uniform_(bias, fan_in, init)
     else:
         with torch.no_grad():
-            bias.zero_()
+            bias.fill_(-1.0 if output and bias_init == "output_minus_one" else 0.0)
+
+
+def _background(name: str, value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and -1.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [-1, 1], got {value}")
+    return value
 
 
 class LeNet1Weights(nn.Module):
@@ -181,12 +203,17 @@ class LeNet1(LeNet1Weights):
     Args:
         table: H2's connection table, (12, 12) bool, ``table[out, in]``; default the block table.
         unit: ``scaled_tanh`` (1.7159 tanh(2a/3), the default) or ``tanh``.
+        output: the output units' function, by default ``unit``; or ``sigmoid`` (see
+            :func:`activation`).
         init: weights uniform in +-2.4/F (``fan_in``, the default) or +-2.4/sqrt(F), F the
             number of weights into a unit. Biases start at zero: the paper gives no bias init.
         h2_background: the value H1's maps are padded with before H2 looks at them. The paper
             speaks only of the input's border; -1 (the tanh's "off" level) is the default.
         bias_init: ``zero`` (the default) or ``uniform``: each bias drawn like its unit's
-            weights, within +-2.4/F (or +-2.4/sqrt(F)), after every weight has been drawn.
+            weights, within +-2.4/F (or +-2.4/sqrt(F)), after every weight has been drawn;
+            ``output_minus_one``: zero but the output units', at -1.
+        input_background: the value the input is padded with: the paper's virtual background
+            of -1 (the default), or another.
 
     Disconnected H2 weights are held at exactly zero: the weight tensor is multiplied by the
     table in every forward pass, so their gradient is zero and no optimiser step moves them.
@@ -194,13 +221,17 @@ class LeNet1(LeNet1Weights):
 
     def __init__(self, table: Tensor | None = None, unit: Unit = "scaled_tanh",
                  init: Init = "fan_in", h2_background: float = BACKGROUND,
-                 bias_init: BiasInit = "zero") -> None:
-        _check_options(unit, init, bias_init)
+                 bias_init: BiasInit = "zero", output: OutputUnit | None = None,
+                 input_background: float = BACKGROUND) -> None:
+        output = unit if output is None else output
+        _check_options(unit, init, bias_init, output)
         super().__init__(check_table(block_table() if table is None else table.clone()))
         self.bias_init: BiasInit = bias_init
         self.unit: Unit = unit
+        self.output: OutputUnit = output
         self.init: Init = init
-        self.h2_background = float(h2_background)
+        self.h2_background = _background("h2_background", h2_background)
+        self.input_background = _background("input_background", input_background)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -218,19 +249,19 @@ class LeNet1(LeNet1Weights):
             _bias_(self.h2_bias[out_map], KERNEL * KERNEL * int(inputs), self.init,
                    self.bias_init)
         _bias_(self.h3_bias, self.h3_weight.shape[1], self.init, self.bias_init)
-        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init)
+        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init, output=True)
 
     def layers(self, x: Tensor) -> dict[str, Tensor]:
         """Every layer's states for images ``x`` (N, 1, 16, 16): h1, h2, h3 and out."""
         check_images(x)
         pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
-        h1 = activation(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
-                        + self.h1_bias, self.unit)
+        h1 = activation(F.conv2d(F.pad(x, pad, value=self.input_background), self.h1_weight,
+                                 stride=STRIDE) + self.h1_bias, self.unit)
         h2_in = F.pad(h1, pad, value=self.h2_background)
         h2 = activation(F.conv2d(h2_in, self.h2_weight * self.h2_mask, stride=STRIDE)
                         + self.h2_bias, self.unit)
         h3 = activation(F.linear(h2.flatten(1), self.h3_weight, self.h3_bias), self.unit)
-        out = activation(F.linear(h3, self.out_weight, self.out_bias), self.unit)
+        out = activation(F.linear(h3, self.out_weight, self.out_bias), self.output)
         return {"h1": h1, "h2": h2, "h3": h3, "out": out}
 
     def forward(self, x: Tensor) -> Tensor:
@@ -242,11 +273,14 @@ class FullyConnected40(nn.Module):
     (10,690 connections). Same units and initialisation options as :class:`LeNet1`."""
 
     def __init__(self, unit: Unit = "scaled_tanh", init: Init = "fan_in",
-                 hidden: int = 40, bias_init: BiasInit = "zero") -> None:
+                 hidden: int = 40, bias_init: BiasInit = "zero",
+                 output: OutputUnit | None = None) -> None:
         super().__init__()
-        _check_options(unit, init, bias_init)
+        output = unit if output is None else output
+        _check_options(unit, init, bias_init, output)
         self.bias_init: BiasInit = bias_init
         self.unit: Unit = unit
+        self.output: OutputUnit = output
         self.init: Init = init
         self.hidden_weight = nn.Parameter(torch.empty(hidden, 256))
         self.hidden_bias = nn.Parameter(torch.zeros(hidden))
@@ -258,13 +292,13 @@ class FullyConnected40(nn.Module):
         _uniform_(self.hidden_weight, 256, self.init)
         _uniform_(self.out_weight, self.out_weight.shape[1], self.init)
         _bias_(self.hidden_bias, 256, self.init, self.bias_init)
-        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init)
+        _bias_(self.out_bias, self.out_weight.shape[1], self.init, self.bias_init, output=True)
 
     def layers(self, x: Tensor) -> dict[str, Tensor]:
         check_images(x)
         hidden = activation(F.linear(x.flatten(1), self.hidden_weight, self.hidden_bias),
                             self.unit)
-        out = activation(F.linear(hidden, self.out_weight, self.out_bias), self.unit)
+        out = activation(F.linear(hidden, self.out_weight, self.out_bias), self.output)
         return {"hidden": hidden, "out": out}
 
     def forward(self, x: Tensor) -> Tensor:
@@ -273,13 +307,14 @@ class FullyConnected40(nn.Module):
 
 def build_model(kind: str = "lenet1", unit: Unit = "scaled_tanh", init: Init = "fan_in",
                 table: str = "block", h2_background: float = BACKGROUND,
-                bias_init: BiasInit = "zero") -> nn.Module:
+                bias_init: BiasInit = "zero", output: OutputUnit | None = None,
+                input_background: float = BACKGROUND) -> nn.Module:
     """A network by name (``lenet1`` or ``fc40``), as the CLI and run folders describe it."""
     if kind == "lenet1":
         return LeNet1(connection_table(table), unit=unit, init=init, h2_background=h2_background,
-                      bias_init=bias_init)
+                      bias_init=bias_init, output=output, input_background=input_background)
     if kind == "fc40":
-        return FullyConnected40(unit=unit, init=init, bias_init=bias_init)
+        return FullyConnected40(unit=unit, init=init, bias_init=bias_init, output=output)
     raise ValueError(f"unknown model {kind!r}: use 'lenet1' or 'fc40'")
 
 

@@ -29,7 +29,7 @@ LOAD_MS = 60_000  # a page's load
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
          "has_touch": True}
-LIVE_PAGE = "notebooks/11_live_network.html"
+LIVE_PAGE = "notebooks/12_live_network.html"
 DIGITS = 200
 TOLERANCE = 1e-5
 

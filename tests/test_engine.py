@@ -93,9 +93,36 @@ def test_lenet1_matches_the_reference(patterns, table, unit, background, steps):
     assert bool((fast.h2_weight[absent] == 0).all())
 
 
+@pytest.mark.parametrize("output,input_background,steps",
+                         [("sigmoid", -1.0, "sgd"), ("sigmoid", 0.0, "per_weight"),
+                          ("tanh", 0.0, "sgd"), ("scaled_tanh", 0.5, "per_weight")])
+def test_lenet1_outputs_and_input_backgrounds_match_the_reference(patterns, output,
+                                                                   input_background, steps):
+    def make() -> LeNet1:
+        return LeNet1(unit="scaled_tanh", output=output, input_background=input_background)
+
+    fast, reference = _train_both(make, STEPS[steps], patterns)
+    assert _max_difference(fast, reference) < TOLERANCE
+    assert _max_difference(fast, make()) > 100 * TOLERANCE
+
+
+def test_the_sigmoid_output_is_the_logistic_function_in_the_plus_minus_one_code():
+    torch.manual_seed(0)
+    model = LeNet1(output="sigmoid")
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    logits = torch.nn.functional.linear(model.layers(x)["h3"], model.out_weight, model.out_bias)
+    assert torch.allclose(model(x), 2 * torch.sigmoid(logits) - 1, atol=1e-6)
+
+
 @pytest.mark.parametrize("unit,steps", list(itertools.product(("scaled_tanh", "tanh"), STEPS)))
 def test_fully_connected_matches_the_reference(patterns, unit, steps):
     fast, reference = _train_both(lambda: FullyConnected40(unit=unit), STEPS[steps], patterns)
+    assert _max_difference(fast, reference) < TOLERANCE
+
+
+def test_fully_connected_sigmoid_outputs_match_the_reference(patterns):
+    fast, reference = _train_both(lambda: FullyConnected40(unit="tanh", output="sigmoid"),
+                                  STEPS["sgd"], patterns)
     assert _max_difference(fast, reference) < TOLERANCE
 
 
@@ -169,8 +196,10 @@ def _copies(models: list[nn.Module]) -> list[nn.Module]:
     copies = []
     for model in models:
         copy = type(model)(**({"table": model.table, "unit": model.unit,
-                               "h2_background": model.h2_background}
-                              if isinstance(model, LeNet1) else {"unit": model.unit}))
+                               "h2_background": model.h2_background, "output": model.output,
+                               "input_background": model.input_background}
+                              if isinstance(model, LeNet1)
+                              else {"unit": model.unit, "output": model.output}))
         copy.load_state_dict(model.state_dict())
         copies.append(copy)
     return copies
@@ -195,18 +224,22 @@ def test_replicas_equal_single_runs_bit_for_bit(patterns):
 _LANE_TABLES = ("block", "full", "random:3", "random:7")
 _LANE_UNITS = ("scaled_tanh", "tanh", "tanh")
 _LANE_BACKGROUNDS = (-1.0, 0.0, 0.5, -1.0, 0.25)
+_LANE_OUTPUTS = ("sigmoid", None, "tanh", "scaled_tanh", "sigmoid", None)
 
 
-def _mixed_lenet1s(count: int, seed: int) -> tuple[list[nn.Module], list[dict[str, Tensor]]]:
-    """``count`` LeNet-1s with mixed tables, units and backgrounds, and mixed step rules:
-    SGD at different rates and per-weight (SDLM-like) steps."""
+def _mixed_lenet1s(count: int, seed: int, input_background: float = -1.0
+                   ) -> tuple[list[nn.Module], list[dict[str, Tensor]]]:
+    """``count`` LeNet-1s with mixed tables, units, outputs and backgrounds, and mixed step
+    rules: SGD at different rates and per-weight (SDLM-like) steps."""
     torch.manual_seed(seed)
     models: list[nn.Module] = []
     steps: list[dict[str, Tensor]] = []
     for i in range(count):
         model = LeNet1(connection_table(_LANE_TABLES[i % len(_LANE_TABLES)]),
                        unit=_LANE_UNITS[i % len(_LANE_UNITS)],
-                       h2_background=_LANE_BACKGROUNDS[i % len(_LANE_BACKGROUNDS)])
+                       h2_background=_LANE_BACKGROUNDS[i % len(_LANE_BACKGROUNDS)],
+                       output=_LANE_OUTPUTS[i % len(_LANE_OUTPUTS)],  # type: ignore[arg-type]
+                       input_background=input_background)
         models.append(model)
         if i % 2:
             steps.append(_per_weight_steps(model, 10 + i, top=0.04))
@@ -235,8 +268,9 @@ def _assert_replicas_match_fast_engine(engine: ReplicaEngine, together: list[nn.
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
-@pytest.mark.parametrize("count", [1, 3, 10, 11])
-def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count):
+@pytest.mark.parametrize("count,input_background", [(1, -1.0), (3, 0.0), (10, -1.0), (11, 0.5)])
+def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count,
+                                                    input_background):
     """Every replica, in any company and any group size, lands exactly on FastEngine's
     weights and loss after several passes: the lane kernel forced on, even for one network."""
     from lenet1.engine import schedule as engine_module
@@ -245,16 +279,16 @@ def test_lane_kernel_equals_fast_engine_bit_for_bit(patterns, monkeypatch, count
     run_groups = engine_module._lane_groups
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(len(args[5]))   # the amplitudes: one per replica
+        calls.append(len(args[4]))   # the networks: one per replica
         return run_groups(*args, **kwargs)
 
     monkeypatch.setattr(engine_module, "_lane_count", lambda replicas, cores, cost: replicas)
     monkeypatch.setattr(engine_module, "_lane_groups", spy)
-    together, steps = _mixed_lenet1s(count, seed=20 + count)
+    together, steps = _mixed_lenet1s(count, seed=20 + count, input_background=input_background)
     _assert_replicas_match_fast_engine(ReplicaEngine(), together, steps, patterns, passes=3)
     assert calls == [count] * 3
     # The comparison can fail: training moved every replica.
-    fresh, _ = _mixed_lenet1s(count, seed=20 + count)
+    fresh, _ = _mixed_lenet1s(count, seed=20 + count, input_background=input_background)
     assert all(_max_difference(a, f) > 1e-3 for a, f in zip(together, fresh))
 
 
@@ -346,6 +380,28 @@ def test_fully_connected_replicas_equal_single_runs(patterns):
         FastEngine().train_pass(model, patterns.images, patterns.targets, step)
     for a, b in zip(together, alone):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_replicas_must_share_the_input_background(patterns):
+    models = [LeNet1(), LeNet1(input_background=0.0)]
+    with pytest.raises(ValueError, match="input's background"):
+        ReplicaEngine().train_pass(models, patterns.images, patterns.targets,
+                                   [_sgd(m) for m in models])
+
+
+def test_reshuffled_replicas_give_train_onlines_histories():
+    train, test = random_digits(120, 4), random_digits(40, 5)
+    torch.manual_seed(3)
+    together = [LeNet1(), LeNet1(unit="tanh", output="sigmoid")]
+    alone = _copies(together)
+    rules = [SGD(0.03), SGD(0.05)]
+    histories = train_replicas(together, train, test, 3, rules, shuffle_seed=7)
+    for model, rule, history in zip(alone, rules, histories):
+        expected = train_online(model, train, test, 3, rule, engine=FastEngine(),
+                                shuffle_seed=7)
+        assert history.to_json() == expected.to_json()
+        fixed = train_online(_copies([model])[0], train, test, 3, rule, engine=FastEngine())
+        assert fixed.to_json() != expected.to_json()  # the order matters
 
 
 def test_train_replicas_gives_train_onlines_histories():

@@ -14,10 +14,8 @@ from .single import _fc_pass, _lenet1_pass
 
 def _run_one(net: _Net, images: np.ndarray, targets: np.ndarray) -> float:
     arrays = (*net.arrays, *net.steps)
-    if net.is_lenet1:
-        return _lenet1_pass(images, targets, *arrays,  # type: ignore[call-arg,arg-type]
-                            net.background, net.amp, net.slope)
-    return _fc_pass(images, targets, *arrays, net.amp, net.slope)  # type: ignore[call-arg,arg-type]
+    kernel = _lenet1_pass if net.is_lenet1 else _fc_pass
+    return kernel(images, targets, *arrays, *net.constants)  # type: ignore[call-arg,arg-type]
 
 
 

@@ -13,9 +13,10 @@ summed in the same order (``_lanes_gemm`` keeps a block of outputs in registers 
 each output's terms in the single pass's order, multiply then add, no fused multiply-add),
 the same ``fast_tanh``, the same 16 partial sums in the full layers' dot products. So each
 network gets exactly FastEngine's numbers, whatever the other lanes hold. Each network's own
-unit constants (A, S, A S) and background are lane vectors too, so units, connection tables
-(absent weights are zero weights with zero steps, per lane), backgrounds and step sizes may
-differ across the lanes. The input image is the same for every lane and is kept once,
+unit constants (A, S, A S, for the hidden and the output units) and H2's background are lane
+vectors too, so units, connection tables (absent weights are zero weights with zero steps, per
+lane), backgrounds and step sizes may differ across the lanes. The input image (and the
+background around it) is the same for every lane and is kept once,
 broadcast into the products that use it. H2's unfolded input and its error are built one
 H1 map at a time (12.8 KB, in the first-level cache), and H2's gradient goes straight into
 its update without being stored. H2's blocks of 4 output maps that no lane's table connects
@@ -57,7 +58,6 @@ from .intrinsics import (
     SIDE,
     TWO_TENTHS,
     VECTOR,
-    XBACK,
     XPHASE,
     XPHASES,
     ZERO,
@@ -168,12 +168,14 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                   s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
                   s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
                   background: np.ndarray, amp: np.ndarray, slope: np.ndarray,
+                  out_amp: np.ndarray, out_slope: np.ndarray, input_background: np.float32,
                   losses: np.ndarray) -> None:
     """``_lenet1_pass`` for a group of 8 networks, one per lane: w1 (25, 12, 8) [offset,
     H1 map, lane], b1 (768, 8), w2 (300, 12, 8) [H1 map * 25 + offset, H2 map, lane], b2
     (192, 8), w3 (H, 192, 8), b3 (H, 8), w4 (10, H, 8), b4 (10, 8); s* the steps alike;
-    background, amp, slope and losses (float64) one per lane. Each lane does its network's
-    operations in ``_lenet1_pass``'s order; the loss sums are added to ``losses``."""
+    background, amp, slope, out_amp, out_slope and losses (float64) one per lane; the input's
+    background, which the lanes share. Each lane does its network's operations in
+    ``_lenet1_pass``'s order; the loss sums are added to ``losses``."""
     n = images.shape[0]
     hidden = w3.shape[0]
     L = LANES
@@ -187,7 +189,14 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
         slope_x[i] = slope[i % L]
         amp_x[i] = amp[i % L]
         amp_slope_x[i] = amp[i % L] * slope[i % L]
-    xph = np.full(XPHASES, XBACK, np.float32)             # the input: the same for every lane
+    out_amp_x = np.empty(OUT * L, np.float32)              # the output units' alike
+    out_slope_x = np.empty(OUT * L, np.float32)
+    out_amp_slope_x = np.empty(OUT * L, np.float32)
+    for i in range(OUT * L):
+        out_amp_x[i] = out_amp[i % L]
+        out_slope_x[i] = out_slope[i % L]
+        out_amp_slope_x[i] = out_amp[i % L] * out_slope[i % L]
+    xph = np.full(XPHASES, input_background, np.float32)  # the input: the same for every lane
     p1 = np.empty((K, H1N), np.float32)
     a1 = np.empty(MAPS * H1N * L, np.float32)             # (map, unit, lane), flat
     u1 = np.empty(MAPS * H1N * L, np.float32)
@@ -268,7 +277,7 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
         _lanes_dot(a3, w3f, x2, acc3, H2FLAT)                  # a3 = w3 x2 + b3
         _lanes_bias_squash(a3, b3f, u3, x3, amp_x, slope_x)
         _lanes_dot(a4, w4f, x3, acc4, hidden)                  # a4 = w4 x3 + b4
-        _lanes_bias_squash(a4, b4f, u4, y, amp_x, slope_x)
+        _lanes_bias_squash(a4, b4f, u4, y, out_amp_x, out_slope_x)
 
         # ---- backward ---------------------------------------------------------------------
         loss[:] = ZERO
@@ -278,7 +287,7 @@ def _lenet1_lanes(images: np.ndarray, targets: np.ndarray,
                 i = c * L + lane
                 diff = y[i] - target
                 loss[lane] += diff * diff
-                d4[i] = TWO_TENTHS * diff * (amp_slope_x[i] * (ONE - u4[i] * u4[i]))
+                d4[i] = TWO_TENTHS * diff * (out_amp_slope_x[i] * (ONE - u4[i] * u4[i]))
         for lane in range(L):
             losses[lane] += float(loss[lane] / f32(OUT))
         e3[:] = ZERO

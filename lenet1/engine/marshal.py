@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nets import (
+    BACKGROUND,
     KERNEL,
     MAPS,
     TANH_AMPLITUDE,
@@ -29,12 +30,16 @@ FC_NAMES = ("hidden_weight", "hidden_bias", "out_weight", "out_bias")
 
 
 def _unit_constants(unit: str) -> tuple[np.float32, np.float32]:
-    """(A, S) of f(a) = A tanh(S a). tanh is A = S = 1: multiplying by 1 changes nothing."""
+    """(A, S) of f(a) = A tanh(S a). tanh is A = S = 1: multiplying by 1 changes nothing. The
+    sigmoid output, in the +-1 code, is tanh(a/2) (:func:`lenet1.nets.activation`)."""
     if unit == "scaled_tanh":
         return f32(TANH_AMPLITUDE), f32(TANH_SLOPE)
     if unit == "tanh":
         return ONE, ONE
-    raise ValueError(f"the fast engine knows the units 'scaled_tanh' and 'tanh', not {unit!r}")
+    if unit == "sigmoid":
+        return ONE, f32(0.5)
+    raise ValueError(f"the fast engine knows the units 'scaled_tanh', 'tanh' and (outputs) "
+                     f"'sigmoid', not {unit!r}")
 
 
 def _expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -110,7 +115,9 @@ class _Net:
         steps = [_step_array(name, step_sizes, param)
                  for name, param in zip(self.names, self.params)]
         self.amp, self.slope = _unit_constants(getattr(model, "unit", ""))
+        self.out_amp, self.out_slope = _unit_constants(getattr(model, "output", ""))
         self.background = f32(0.0)
+        self.input_background = f32(getattr(model, "input_background", BACKGROUND))
         self.absent: np.ndarray | None = None
         self.kept: np.ndarray | None = None
         if self.is_lenet1:
@@ -127,6 +134,13 @@ class _Net:
             steps[2][self.absent] = 0.0
         self.arrays = [_to_kernel(name, value) for name, value in zip(self.names, values)]
         self.steps = [_to_kernel(name, step) for name, step in zip(self.names, steps)]
+
+    @property
+    def constants(self) -> tuple[np.float32, ...]:
+        """The single-network kernel's last arguments: LeNet-1's H2 background, the hidden and
+        output units' (A, S) and the input's background; the fully connected net's units."""
+        units = (self.amp, self.slope, self.out_amp, self.out_slope)
+        return (self.background, *units, self.input_background) if self.is_lenet1 else units
 
     def write_back(self, arrays: Sequence[np.ndarray] | None = None) -> None:
         """Copy ``arrays`` (by default the working copy) into the model's parameters."""

@@ -42,12 +42,8 @@ def _single_jobs(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
     def one(r: int) -> None:
         net = nets[r]
         arrays = [p[r] for p in params] + [s[r] for s in steps]
-        if net.is_lenet1:
-            losses[r] = _lenet1_pass(images, targets, *arrays,  # type: ignore[call-arg]
-                                     net.background, net.amp, net.slope)
-        else:
-            losses[r] = _fc_pass(images, targets, *arrays,  # type: ignore[call-arg]
-                                 net.amp, net.slope)
+        kernel = _lenet1_pass if net.is_lenet1 else _fc_pass
+        losses[r] = kernel(images, targets, *arrays, *net.constants)  # type: ignore[call-arg]
 
     return [partial(one, r) for r in replicas]
 
@@ -78,7 +74,6 @@ def measured_group_cost(patterns: int = 256, repeats: int = 3) -> float:
         count = len(net.arrays)
         params = [np.stack([net.arrays[i]] * LANES) for i in range(count)]
         steps = [np.stack([net.steps[i]] * LANES) for i in range(count)]
-        ones = np.ones(LANES, np.float32)
         losses = np.zeros(LANES, np.float64)
 
         def best(job: Callable[[], object]) -> float:
@@ -90,7 +85,7 @@ def measured_group_cost(patterns: int = 256, repeats: int = 3) -> float:
                 times.append(time.perf_counter() - start)
             return min(times)
 
-        jobs, _ = _lane_groups(x, t, params, steps, -ones, ones, ones, losses)
+        jobs, _ = _lane_groups(x, t, params, steps, [net] * LANES, losses)
         _GROUP_COST = best(jobs[0]) / best(lambda: _run_one(net, x, t))
     return _GROUP_COST
 
@@ -116,8 +111,7 @@ def _group_count(replicas: int) -> int:
 
 
 def _lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarray],
-                 steps: list[np.ndarray], background: np.ndarray, amp: np.ndarray,
-                 slope: np.ndarray, losses: np.ndarray
+                 steps: list[np.ndarray], nets: Sequence[_Net], losses: np.ndarray
                  ) -> tuple[list[Callable[[], None]], Callable[[], None]]:
     """Jobs that train the LeNet-1 replicas stacked in ``params`` and ``steps`` (replica
     first, the kernels' layout) in groups of up to 8 lanes, one job a group, and a function
@@ -125,7 +119,7 @@ def _lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
     into ``losses``. The replicas are split into groups as evenly as possible
     (10 on two groups: 5 and 5), the rest of each group's lanes dummies: zero weights and
     steps, units of slope and amplitude 1."""
-    replicas = len(amp)
+    replicas = len(nets)
     groups = [np.asarray(g) for g in np.array_split(np.arange(replicas),
                                                      _group_count(replicas))]
 
@@ -146,12 +140,18 @@ def _lane_groups(images: np.ndarray, targets: np.ndarray, params: list[np.ndarra
     lane_params = [to_lanes(p, name) for p, name in zip(params, LENET1_NAMES)]
     lane_steps = [to_lanes(s, name) for s, name in zip(steps, LENET1_NAMES)]
     lane_losses = np.zeros((len(groups), LANES), np.float64)
-    lane_constants = (per_lane(background, 0.0), per_lane(amp, 1.0), per_lane(slope, 1.0))
+    def constant(name: str) -> np.ndarray:
+        return np.array([getattr(net, name) for net in nets], np.float32)
+
+    lane_constants = (per_lane(constant("background"), 0.0), per_lane(constant("amp"), 1.0),
+                      per_lane(constant("slope"), 1.0), per_lane(constant("out_amp"), 1.0),
+                      per_lane(constant("out_slope"), 1.0))
+    input_background = nets[0].input_background
 
     def group(g: int) -> None:
         _lenet1_lanes(images, targets,  # type: ignore[call-arg]
                       *[a[g] for a in lane_params], *[s[g] for s in lane_steps],
-                      *[c[g] for c in lane_constants], lane_losses[g])
+                      *[c[g] for c in lane_constants], input_background, lane_losses[g])
 
     def finish() -> None:
         for g, members in enumerate(groups):
@@ -216,8 +216,9 @@ class ReplicaEngine:
         count = len(nets[0].arrays)
         params = [np.stack([net.arrays[i] for net in nets]) for i in range(count)]
         steps = [np.stack([net.steps[i] for net in nets]) for i in range(count)]
-        amp = np.array([net.amp for net in nets], np.float32)
-        slope = np.array([net.slope for net in nets], np.float32)
+        if len({float(net.input_background) for net in nets}) > 1:
+            raise ValueError("replicas see the same input patterns, so they must share the "
+                             "input's background; train the others in a group of their own")
         losses = np.zeros(len(nets), np.float64)
         cores = self.cores()
         lanes = (_lane_count(len(nets), cores, self.group_cost or measured_group_cost())
@@ -226,10 +227,9 @@ class ReplicaEngine:
         finish: Callable[[], None] | None = None
         if lanes:
             # Eight networks to a vector; the groups' jobs first, as they are the longest.
-            background = np.array([net.background for net in nets], np.float32)
             jobs, finish = _lane_groups(x, t, [p[:lanes] for p in params],
-                                        [s[:lanes] for s in steps], background[:lanes],
-                                        amp[:lanes], slope[:lanes], losses[:lanes])
+                                        [s[:lanes] for s in steps], nets[:lanes],
+                                        losses[:lanes])
         jobs += _single_jobs(x, t, params, steps, nets, losses, range(lanes, len(nets)))
         in_parallel(jobs, cores)
         if finish is not None:

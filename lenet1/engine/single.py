@@ -84,7 +84,6 @@ from .intrinsics import (
     SIDE,
     TWO_TENTHS,
     VECTOR,
-    XBACK,
     XPHASE,
     XPHASES,
     ZERO,
@@ -152,23 +151,28 @@ def _lenet1_pass(images: np.ndarray, targets: np.ndarray,
                  w3: np.ndarray, b3: np.ndarray, w4: np.ndarray, b4: np.ndarray,
                  s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray, sb2: np.ndarray,
                  s3: np.ndarray, sb3: np.ndarray, s4: np.ndarray, sb4: np.ndarray,
-                 background: np.float32, amp: np.float32, slope: np.float32) -> float:
+                 background: np.float32, amp: np.float32, slope: np.float32,
+                 out_amp: np.float32, out_slope: np.float32,
+                 input_background: np.float32) -> float:
     """One online pass of LeNet-1 over ``images`` (N, 256) with ``targets`` (N, 10).
 
     The parameters: w1 (25, 16) [offset, H1 map], b1 (12, 64), w2 (300, 16) [H1 map * 25 +
     offset, H2 map; absent connections zero], b2 (12, 16), w3 (H, 192), b3 (H,), w4 (10, H),
     b4 (10,). The kernels are transposed so that one vector holds a weight of every map; maps
     12-15 are padding, held at zero. s* are the step sizes, of the same shapes (zero where a
-    weight is held at zero). Updates the parameters in place; returns the sum of the patterns'
-    losses, each taken before its own update.
+    weight is held at zero). The constants: H2's background (what H1's maps are padded with),
+    the hidden units' A and S, the output units' A and S, the input's background. Updates the
+    parameters in place; returns the sum of the patterns' losses, each taken before its own
+    update.
     """
     n = images.shape[0]
     hidden = w3.shape[0]
     amp_slope = amp * slope
+    out_amp_slope = out_amp * out_slope
     # Working arrays, allocated once per pass. Names: a total input, u tanh(S a), x state,
     # e dE/dx (then, in place, the delta dE/da), d delta, p unfolded fields (im2col),
     # g gradient; "ph" a padded map split into phases, "t" transposed.
-    xph = np.full(XPHASES, XBACK, np.float32)            # the padded input's phases
+    xph = np.full(XPHASES, input_background, np.float32)  # the padded input's phases
     p1 = np.empty((K, H1N), np.float32)                  # (offset, H1 unit)
     a1 = np.empty((MAPS, H1N), np.float32)
     u1 = np.empty((MAPS, H1N), np.float32)
@@ -239,10 +243,10 @@ def _lenet1_pass(images: np.ndarray, targets: np.ndarray,
             _gemm16(a2, 0, H2N, w2, m * K * VECTOR, 1, VECTOR, p2, m * K * H2N, H2N, MAPS, K)
         _squash(a2flat, u2flat, x2flat, amp, slope)
         _full_forward(a3, w3, x2flat, b3, acc, u3, x3, amp, slope)    # a3 = w3 x2 + b3
-        _full_forward(a4, w4, x3, b4, acc, u4, y, amp, slope)        # a4 = w4 x3 + b4
+        _full_forward(a4, w4, x3, b4, acc, u4, y, out_amp, out_slope)  # a4 = w4 x3 + b4
 
         # ---- backward: a layer moves once its error has gone down through it --------------
-        total_loss += _output_error(y, targets[pattern], u4, d4, amp_slope)
+        total_loss += _output_error(y, targets[pattern], u4, d4, out_amp_slope)
         _full_backward(e3, w4, s4, sb4, b4, d4, x3)            # e3 = w4^T d4; w4, b4 move
         for j in range(hidden):
             e3[j] *= _derivative(u3[j], amp_slope)
@@ -305,13 +309,16 @@ def _lenet1_pass(images: np.ndarray, targets: np.ndarray,
 @_jit
 def _fc_pass(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np.ndarray,
              w2: np.ndarray, b2: np.ndarray, s1: np.ndarray, sb1: np.ndarray, s2: np.ndarray,
-             sb2: np.ndarray, amp: np.float32, slope: np.float32) -> float:
+             sb2: np.ndarray, amp: np.float32, slope: np.float32, out_amp: np.float32,
+             out_slope: np.float32) -> float:
     """One online pass of the fully connected net: w1 (H, 256), b1 (H,), w2 (10, H), b2 (10,)
-    and their step sizes. Updates them in place; returns the sum of the patterns' losses."""
+    and their step sizes; the hidden and output units' A and S. Updates them in place; returns
+    the sum of the patterns' losses."""
     n = images.shape[0]
     hidden = w1.shape[0]
     inputs = w1.shape[1]
     amp_slope = amp * slope
+    out_amp_slope = out_amp * out_slope
     a1 = np.empty(hidden, np.float32)
     u1 = np.empty(hidden, np.float32)
     x1 = np.empty(hidden, np.float32)
@@ -325,8 +332,8 @@ def _fc_pass(images: np.ndarray, targets: np.ndarray, w1: np.ndarray, b1: np.nda
     for pattern in range(n):
         x = images[pattern]
         _full_forward(a1, w1, x, b1, acc, u1, x1, amp, slope)        # a1 = w1 x + b1
-        _full_forward(a2, w2, x1, b2, acc, u2, y, amp, slope)        # a2 = w2 x1 + b2
-        total_loss += _output_error(y, targets[pattern], u2, d2, amp_slope)
+        _full_forward(a2, w2, x1, b2, acc, u2, y, out_amp, out_slope)  # a2 = w2 x1 + b2
+        total_loss += _output_error(y, targets[pattern], u2, d2, out_amp_slope)
         _full_backward(e1, w2, s2, sb2, b2, d2, x1)            # e1 = w2^T d2; w2, b2 move
         for j in range(hidden):                                # w1, b1 move
             dj = e1[j] * _derivative(u1[j], amp_slope)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
@@ -180,19 +180,42 @@ class DaskCluster(_Closing):
             code: str) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed as dask_completed
 
+        def submit(index: int) -> Any:
+            future = self.client.submit(run_task, function, code, self._digits(context),
+                                        tasks[index], 1, pure=False)
+            futures[future] = index
+            return future
+
+        futures: dict[Any, int] = {}
+        for index in range(len(tasks)):
+            submit(index)
+        resubmitted = 0
+        try:
+            completed = dask_completed(list(futures))
+            for future in completed:
+                try:
+                    result = future.result()
+                except CancelledError:
+                    # The digits were lost with a worker before every worker had its copy
+                    # (the scheduler cancels what needs them): scatter them again, retry.
+                    resubmitted += 1
+                    if resubmitted > len(tasks):
+                        raise
+                    self._scattered = None
+                    completed.add(submit(futures[future]))
+                    continue
+                yield futures[future], result
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def _digits(self, context: Context) -> Any:
+        """The context's future on the cluster, scattered to every worker once."""
         if self._scattered is None or self._scattered[0] != id(context):
             # In a list: a dict given alone would be scattered value by value.
             future, = self.client.scatter([dict(context)], broadcast=True, hash=False)
             self._scattered = (id(context), future)
-        digits = self._scattered[1]
-        futures = {self.client.submit(run_task, function, code, digits, task, 1, pure=False):
-                   index for index, task in enumerate(tasks)}
-        try:
-            for future in dask_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        return self._scattered[1]
 
     def close(self) -> None:
         self.client.close()

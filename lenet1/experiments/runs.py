@@ -24,7 +24,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..data import Digits, Split, load, validation_split
-from ..nets import BACKGROUND, BIAS_INITS, INITS, UNITS, build_model, connection_table
+from ..nets import (
+    BACKGROUND,
+    BIAS_INITS,
+    INITS,
+    OUTPUT_UNITS,
+    UNITS,
+    build_model,
+    connection_table,
+)
 from ..train.online import SGD, History, PassRecord, StepRule, train_online
 
 RUN_FILES = ("config.json", "history.json", "weights.safetensors")
@@ -33,7 +41,10 @@ OPTIMIZERS = ("sgd", "sdlm")
 ENGINES = ("reference", "fast")
 SCHEDULES = ("constant", "1998")
 RECORDS = ("every", "last")
+ORDERS = ("fixed", "shuffled")
 DEFAULT_LR = {"sgd": 0.03, "sdlm": 0.0001}
+# The squared error of a pattern, as a multiple of its mean over the 10 outputs (our E_p).
+LOSS_SCALES = {"mean": 1.0, "half_mean": 0.5, "sum": 10.0, "half_sum": 5.0}
 
 
 class RunError(ValueError):
@@ -49,9 +60,13 @@ class RunConfig:
     data: str = "usps"
     model: str = "lenet1"
     unit: str = "scaled_tanh"
+    # The output units: None, like the hidden ones; or another (OUTPUT_UNITS), such as
+    # "sigmoid", trained on 0/1 targets.
+    output: str | None = None
     init: str = "fan_in"
     table: str = "block"
     h2_background: float = BACKGROUND
+    input_background: float = BACKGROUND
     # Biases start at zero (the paper gives no bias init) or, "uniform", drawn like the weights.
     bias_init: str = "zero"
     passes: int = 23
@@ -64,6 +79,12 @@ class RunConfig:
     schedule: str = "constant"
     mu: float = 0.002
     curvature_patterns: int = 500
+    # The squared error each pattern's step descends: its mean over the outputs (the paper's
+    # reported MSE), half that, the sum, or half the sum (LOSS_SCALES; see loss_factor).
+    loss: str = "mean"
+    # "fixed": the training set's own order in every pass (the paper); "shuffled": reshuffled
+    # before every pass, the orders drawn from the seed.
+    order: str = "fixed"
     seed: int = 0
     engine: str = "reference"
     # Calibration: hold out this fraction of the training digits (drawn from holdout_seed) and
@@ -76,8 +97,15 @@ class RunConfig:
     record: str = "every"
 
     def __post_init__(self) -> None:
-        choices = {"model": MODELS, "unit": UNITS, "init": INITS, "optimizer": OPTIMIZERS,
-                   "engine": ENGINES, "bias_init": BIAS_INITS, "record": RECORDS}
+        if self.output == self.unit:
+            # One spelling per network: None is "like the hidden units", which also follows
+            # the unit through dataclasses.replace(config, unit=...).
+            object.__setattr__(self, "output", None)
+        choices = {"model": MODELS, "unit": UNITS, "init": INITS,
+                   "optimizer": OPTIMIZERS, "engine": ENGINES, "bias_init": BIAS_INITS,
+                   "record": RECORDS, "loss": tuple(LOSS_SCALES), "order": ORDERS}
+        if self.output is not None:
+            choices["output"] = OUTPUT_UNITS
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
@@ -98,8 +126,9 @@ class RunConfig:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout must lie in [0, 1), got {self.holdout}")
-        if not -1.0 <= self.h2_background <= 1.0:
-            raise ValueError(f"h2_background must lie in [-1, 1], got {self.h2_background}")
+        for name in ("h2_background", "input_background"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [-1, 1], got {getattr(self, name)}")
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> RunConfig:
@@ -115,20 +144,41 @@ def make_model(config: RunConfig) -> nn.Module:
     torch.manual_seed(config.seed)
     return build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
                        table=config.table, h2_background=config.h2_background,
-                       bias_init=config.bias_init)  # type: ignore[arg-type]
+                       bias_init=config.bias_init,  # type: ignore[arg-type]
+                       output=config.output,  # type: ignore[arg-type]
+                       input_background=config.input_background)
+
+
+def loss_factor(config: RunConfig) -> float:
+    """The loss each pattern's step descends, as a multiple of the squared error averaged over
+    the 10 outputs in the +-1 code (the ``mse`` every history records): the normalisation's
+    scale, times 1/4 for sigmoid outputs, whose 0/1 targets halve every difference
+    (:func:`lenet1.nets.activation`). It is also what turns a history's MSE into the one the
+    run's own loss reports."""
+    return LOSS_SCALES[config.loss] * (0.25 if config.output == "sigmoid" else 1.0)
 
 
 def make_rule(config: RunConfig) -> StepRule:
+    """The run's step rule, on the mean squared error in the +-1 code that every engine
+    descends. A loss ``c`` times as large has ``c`` times the gradient and ``c`` times the
+    Gauss-Newton curvature, so SGD at ``lr`` on it is SGD at ``c lr`` here, and SDLM's step
+    ``eta c g / (mu + c h)`` is ``eta g / (mu / c + h)``: SDLM with ``mu / c``."""
     assert config.lr is not None  # resolved by RunConfig
+    scale = loss_factor(config)
     if config.optimizer == "sdlm":
         from ..train.sdlm import LENET5_SCHEDULE, SDLM
 
-        options: dict[str, Any] = {"mu": config.mu, "patterns": config.curvature_patterns,
-                                   "seed": config.seed}
+        options: dict[str, Any] = {"mu": config.mu / scale,
+                                   "patterns": config.curvature_patterns, "seed": config.seed}
         if config.schedule == "1998":
             return SDLM.scaled(config.lr / LENET5_SCHEDULE[0][1], **options)
         return SDLM.constant(config.lr, **options)
-    return SGD(config.lr)
+    return SGD(config.lr * scale)
+
+
+def shuffle_seed(config: RunConfig) -> int | None:
+    """The seed of the run's pattern orders (its own seed), or None for the constant order."""
+    return config.seed if config.order == "shuffled" else None
 
 
 def make_engine(config: RunConfig, progress: bool = False) -> Any:
@@ -175,7 +225,8 @@ def train_run(config: RunConfig, out: Path | None = None, data_root: str | None 
     model = make_model(config)
     history = train_online(model, train, evaluation, config.passes, make_rule(config),
                            make_engine(config, progress), on_pass=on_pass,
-                           record_every=config.record == "every")
+                           record_every=config.record == "every",
+                           shuffle_seed=shuffle_seed(config))
     if out is not None:
         save_run(out, config, model, history)
     return model, history

@@ -60,6 +60,7 @@ from .runs import (
     make_model,
     make_rule,
     save_run,
+    shuffle_seed,
     trace_curvature,
     train_run,
 )
@@ -150,17 +151,18 @@ def train_online_group(context: Context, group: OnlineGroup, threads: int
     histories = train_replicas(models, train, evaluation, first.passes,
                                [make_rule(config) for config in group.configs],
                                threads=threads, stop_on_divergence=group.stop_on_divergence,
-                               record_every=first.record == "every")
+                               record_every=first.record == "every",
+                               shuffle_seed=shuffle_seed(first))
     machine = environment()
     return [(history.to_json(), {k: v.detach().contiguous() for k, v in model.state_dict().items()},
              machine) for model, history in zip(models, histories)]
 
 
 def _replica_group(config: RunConfig) -> tuple[object, ...]:
-    # Replicas share the patterns (data, split), the number of passes and what they record;
-    # their units, tables and step rules may differ.
+    # Replicas share the patterns (data, split, order, the input's background), the number of
+    # passes and what they record; their units, tables and step rules may differ.
     return (config.data, config.model, config.passes, config.holdout, config.holdout_seed,
-            config.record)
+            config.record, config.input_background, shuffle_seed(config))
 
 
 def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,

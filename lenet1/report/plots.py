@@ -452,3 +452,31 @@ def rejection_curves(curves: Mapping[str, RejectionCurve], target: float = 0.01,
     ax.grid(True, color="#eeeeee", linewidth=0.6)
     ax.legend(frameon=False, fontsize=8)
     return fig
+
+
+def fit_tradeoff(screened: Sequence[tuple[float, float]],
+                 marked: Mapping[str, tuple[float, float, float, float, float, float]],
+                 paper: tuple[float, float]) -> Figure:
+    """Training misses against test misses: every screened setting a grey dot (its seeds'
+    mean); each ``marked`` setting (name: train mean, low, high, test mean, low, high) a
+    coloured point with its seeds' ranges; the paper a black star. Log-scaled axes, misses
+    plus one."""
+    fig = figure(7.0, 5.0)
+    ax = fig.add_subplot()
+    if screened:
+        x, y = np.array(screened, dtype=float).T
+        ax.scatter(x + 1, y + 1, s=9, color="#bbbbbb", label="screened settings (seed means)",
+                   zorder=1)
+    colours = [*ARM_COLOURS, "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    for (name, (tx, tlo, thi, sy, slo, shi)), colour in zip(marked.items(), colours * 3):
+        ax.errorbar([tx + 1], [sy + 1], xerr=[[tx - tlo], [thi - tx]],
+                    yerr=[[sy - slo], [shi - sy]], fmt="o", ms=5, color=colour, capsize=2,
+                    label=name, zorder=3)
+    ax.scatter([paper[0] + 1], [paper[1] + 1], marker="*", s=220, color=PAPER_COLOUR,
+               label="the paper (1989)", zorder=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training misses + 1 (of 7,291)")
+    ax.set_ylabel("test misses + 1 (of 2,007)")
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    return fig

@@ -1,6 +1,6 @@
 """The book's live network page: the networks, exported for the browser.
 
-The page ``notebooks/11_live_network.md`` runs a trained network in the reader's browser, in
+The page ``notebooks/12_live_network.md`` runs a trained network in the reader's browser, in
 plain JavaScript (``book/_static/lenet1demo.js``). This module is everything on the Python side:
 
 - :func:`headline_network` and :func:`modern_network` obtain the two networks the page offers

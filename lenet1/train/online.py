@@ -1,6 +1,7 @@
 """Online training as the paper did it, and per-pass evaluation.
 
-One update per pattern, patterns in a constant order (the training set's own), 23 passes.
+One update per pattern, patterns in a constant order (the training set's own), 23 passes; or,
+as some later reproductions do, the patterns reshuffled before every pass (:func:`pass_order`).
 
 The loss of one pattern is its squared error *averaged over the 10 output units*:
 ``E_p = (1/10) * sum_k (y_k - t_k)^2``, so its gradient with respect to output k is
@@ -175,36 +176,48 @@ class History:
         return self.passes[-1]
 
 
+def pass_order(count: int, passes: int, seed: int) -> list[Tensor]:
+    """The order of the ``count`` patterns in each of ``passes`` passes when they are
+    reshuffled before every pass: one permutation a pass, drawn in turn from a generator
+    seeded with ``seed`` (torch's own, so the same on every machine and Python)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randperm(count, generator=generator) for _ in range(passes)]
+
+
 def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
                  rule: StepRule, engine: Engine | None = None,
                  on_pass: Callable[[PassRecord], None] | None = None,
-                 record_every: bool = True) -> History:
-    """Train ``model`` in place for ``passes`` passes over ``train`` in its own order.
+                 record_every: bool = True, shuffle_seed: int | None = None) -> History:
+    """Train ``model`` in place for ``passes`` passes over ``train`` in its own order, or with
+    ``shuffle_seed`` in the orders :func:`pass_order` draws from it.
 
     Evaluates both sets before training and after every pass (``on_pass`` sees each record),
     or with ``record_every=False`` after the last pass only (see ``_online_loop``).
     """
     engine = engine or ReferenceEngine()
 
-    def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]]
-                   ) -> list[float | None]:
-        engine.train_pass(models[0], train.images, train.targets, steps[0])
+    def train_pass(models: list[nn.Module], steps: list[dict[str, Tensor]],
+                   patterns: Digits) -> list[float | None]:
+        engine.train_pass(models[0], patterns.images, patterns.targets, steps[0])
         return [getattr(engine, "last_loss", None)]
 
     return _online_loop([model], train, test, passes, [rule], train_pass,
                         lambda index, record: on_pass(record) if on_pass else None,
-                        threads=1, stop_on_divergence=True, record_every=record_every)[0]
+                        threads=1, stop_on_divergence=True, record_every=record_every,
+                        shuffle_seed=shuffle_seed)[0]
 
 
 @on_one_thread
 def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: int,
                  rules: list[StepRule],
-                 train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]]],
+                 train_pass: Callable[[list[nn.Module], list[dict[str, Tensor]], Digits],
                                       list[float | None]],
                  on_pass: Callable[[int, PassRecord], None] | None, threads: int,
-                 stop_on_divergence: bool, record_every: bool = True) -> list[History]:
+                 stop_on_divergence: bool, record_every: bool = True,
+                 shuffle_seed: int | None = None) -> list[History]:
     """The loop both drivers share: evaluate, then per pass take each live model's step sizes,
-    train them all, evaluate, and drop (or stop on) the ones that diverged.
+    train them all on the pass's patterns (``train`` in its order, or reshuffled from
+    ``shuffle_seed``), evaluate, and drop (or stop on) the ones that diverged.
 
     With ``record_every=False`` (a sweep that reads only the end), the sets are evaluated after
     the last pass only, and a model whose online training loss (``train_pass``'s return) is no
@@ -232,15 +245,24 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
             if on_pass is not None:
                 on_pass(index, entries[index])
 
+    orders = None if shuffle_seed is None else pass_order(len(train), passes, shuffle_seed)
     if record_every or passes == 0:
         record(0, live)
     for pass_index in range(1, passes + 1):
         if not live:
             break
-        # One thread: the curvature estimate's sums are then added in one order everywhere.
+        # One torch thread per estimate: its sums are then added in one order everywhere; the
+        # models' estimates run side by side (each on its own model, releasing the GIL).
+        estimates: dict[int, dict[str, Tensor]] = {}
+
+        def estimate(index: int) -> None:
+            estimates[index] = rules[index].step_sizes(models[index], train, pass_index)
+
         with torch_threads(1):
-            steps = [rules[index].step_sizes(models[index], train, pass_index) for index in live]
-        losses = train_pass([models[index] for index in live], steps)
+            in_parallel([partial(estimate, index) for index in live], threads)
+        steps = [estimates[index] for index in live]
+        patterns = train if orders is None else train.subset(orders[pass_index - 1])
+        losses = train_pass([models[index] for index in live], steps, patterns)
         if record_every or pass_index == passes:
             record(pass_index, live)
             diverged = [index for index in live

@@ -20,8 +20,8 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
                    rules: Sequence[StepRule],
                    on_pass: Callable[[int, PassRecord], None] | None = None,
                    threads: int | None = None, stop_on_divergence: bool = True,
-                   group_cost: float | None = None, record_every: bool = True
-                   ) -> list[History]:
+                   group_cost: float | None = None, record_every: bool = True,
+                   shuffle_seed: int | None = None) -> list[History]:
     """:func:`~lenet1.train.online.train_online` for several networks at once, one step rule each, on the compiled
     :class:`~lenet1.engine.ReplicaEngine`.
 
@@ -31,7 +31,7 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
     has diverged: with ``stop_on_divergence`` (the default, as ``train_online`` does) a
     FloatingPointError is raised; without, that replica leaves the run and its history ends
     there. ``group_cost``: see :class:`~lenet1.engine.ReplicaEngine` (speed only).
-    ``record_every``: as for ``train_online``.
+    ``record_every``, ``shuffle_seed``: as for ``train_online`` (the replicas share the orders).
     """
     from ..engine.schedule import ReplicaEngine
 
@@ -40,11 +40,11 @@ def train_replicas(models: Sequence[nn.Module], train: Digits, test: Digits, pas
         raise ValueError(f"{len(models)} models but {len(rules)} step rules")
     engine = ReplicaEngine(threads, group_cost)
 
-    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]]
-                   ) -> list[float | None]:
-        engine.train_pass(live, train.images, train.targets, steps)
+    def train_pass(live: list[nn.Module], steps: list[dict[str, Tensor]],
+                   patterns: Digits) -> list[float | None]:
+        engine.train_pass(live, patterns.images, patterns.targets, steps)
         return engine.last_losses
 
     return _online_loop(models, train, test, passes, rules, train_pass, on_pass,
                         threads=engine.cores(), stop_on_divergence=stop_on_divergence,
-                        record_every=record_every)
+                        record_every=record_every, shuffle_seed=shuffle_seed)

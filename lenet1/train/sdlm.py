@@ -89,7 +89,6 @@ from torch import Tensor, nn
 
 from ..data import Digits
 from ..nets import (
-    BACKGROUND,
     PAD_AFTER,
     PAD_BEFORE,
     STRIDE,
@@ -97,7 +96,7 @@ from ..nets import (
     TANH_SLOPE,
     FullyConnected40,
     LeNet1,
-    Unit,
+    OutputUnit,
     check_images,
 )
 
@@ -117,16 +116,19 @@ CHUNK = 1024
 # --- the second-derivative pass ---------------------------------------------------------------
 
 
-def squared_derivative(state: Tensor, unit: Unit) -> Tensor:
+def squared_derivative(state: Tensor, unit: OutputUnit) -> Tensor:
     """``f'(a)^2`` from the unit's state ``x = f(a)``.
 
     ``scaled_tanh``: ``f = A tanh(S a)``, ``f' = A S (1 - tanh^2(S a)) = S (A - x^2 / A)``.
-    ``tanh``: ``f' = 1 - x^2``.
+    ``tanh``: ``f' = 1 - x^2``. ``sigmoid`` (an output in the +-1 code, ``tanh(a/2)``):
+    ``f' = (1 - x^2) / 2``.
     """
     if unit == "scaled_tanh":
         derivative = TANH_SLOPE * (TANH_AMPLITUDE - state * state / TANH_AMPLITUDE)
     elif unit == "tanh":
         derivative = 1.0 - state * state
+    elif unit == "sigmoid":
+        derivative = 0.5 * (1.0 - state * state)
     else:
         raise ValueError(f"no derivative for unit {unit!r}")
     return derivative * derivative
@@ -186,7 +188,7 @@ def _lenet1_sums(model: LeNet1, images: Tensor) -> dict[str, Tensor]:
     unit = model.unit
     pad = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
     sums: dict[str, Tensor] = {}
-    second = OUTPUT_SECOND_DERIVATIVE * squared_derivative(states["out"], unit)       # eq. 2
+    second = OUTPUT_SECOND_DERIVATIVE * squared_derivative(states["out"], model.output)  # eq. 2
     sums["out_weight"], sums["out_bias"], back = _full_layer(states["h3"], second,
                                                              model.out_weight)
     second = squared_derivative(states["h3"], unit) * back                            # eq. 3
@@ -200,7 +202,7 @@ def _lenet1_sums(model: LeNet1, images: Tensor) -> dict[str, Tensor]:
                                                 (PAD_BEFORE, PAD_AFTER))
     sums["h2_weight"] = weight * mask
     second = squared_derivative(states["h1"], unit) * back
-    h1_inputs = F.pad(images, pad, value=BACKGROUND)
+    h1_inputs = F.pad(images, pad, value=model.input_background)
     sums["h1_weight"], sums["h1_bias"], _ = _conv_layer(h1_inputs, second, model.h1_weight,
                                                         (PAD_BEFORE, PAD_AFTER))
     return sums
@@ -210,7 +212,7 @@ def _fc_sums(model: FullyConnected40, images: Tensor) -> dict[str, Tensor]:
     states = model.layers(images)
     unit = model.unit
     sums: dict[str, Tensor] = {}
-    second = OUTPUT_SECOND_DERIVATIVE * squared_derivative(states["out"], unit)       # eq. 2
+    second = OUTPUT_SECOND_DERIVATIVE * squared_derivative(states["out"], model.output)  # eq. 2
     sums["out_weight"], sums["out_bias"], back = _full_layer(states["hidden"], second,
                                                              model.out_weight)
     second = squared_derivative(states["hidden"], unit) * back                        # eq. 3

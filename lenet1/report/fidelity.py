@@ -89,7 +89,8 @@ def tradeoff_figure(study: Study) -> Figure:
         marked[label] = (s.means["train_misses"], s.lows["train_misses"],
                          s.highs["train_misses"], s.means["test_misses"],
                          s.lows["test_misses"], s.highs["test_misses"])
-    return fit_tradeoff(screened, marked, (PAPER["train_misses"], PAPER["test_misses"]))
+    arms = [s.name for s in study.arms()]
+    return fit_tradeoff(screened, marked, (PAPER["train_misses"], PAPER["test_misses"]), arms)
 
 
 def value(name: str, x: float) -> str:

@@ -456,27 +456,42 @@ def rejection_curves(curves: Mapping[str, RejectionCurve], target: float = 0.01,
 
 def fit_tradeoff(screened: Sequence[tuple[float, float]],
                  marked: Mapping[str, tuple[float, float, float, float, float, float]],
-                 paper: tuple[float, float]) -> Figure:
-    """Training misses against test misses: every screened setting a grey dot (its seeds'
-    mean); each ``marked`` setting (name: train mean, low, high, test mean, low, high) a
-    coloured point with its seeds' ranges; the paper a black star. Log-scaled axes, misses
-    plus one."""
-    fig = figure(7.0, 5.0)
-    ax = fig.add_subplot()
-    if screened:
-        x, y = np.array(screened, dtype=float).T
-        ax.scatter(x + 1, y + 1, s=9, color="#bbbbbb", label="screened settings (seed means)",
-                   zorder=1)
-    colours = [*ARM_COLOURS, "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
-    for (name, (tx, tlo, thi, sy, slo, shi)), colour in zip(marked.items(), colours * 3):
-        ax.errorbar([tx + 1], [sy + 1], xerr=[[tx - tlo], [thi - tx]],
-                    yerr=[[sy - slo], [shi - sy]], fmt="o", ms=5, color=colour, capsize=2,
-                    label=name, zorder=3)
-    ax.scatter([paper[0] + 1], [paper[1] + 1], marker="*", s=220, color=PAPER_COLOUR,
-               label="the paper (1989)", zorder=4)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training misses + 1 (of 7,291)")
-    ax.set_ylabel("test misses + 1 (of 2,007)")
-    ax.legend(loc="upper left", fontsize=7, frameon=False)
+                 paper: tuple[float, float], arms: Sequence[str] = (),
+                 zoom: tuple[float, float] = (60.0, 140.0)) -> Figure:
+    """Training misses against test misses, in two panels: every screened setting (its seeds'
+    mean) on log scales, and the corner near the paper (``zoom``: the largest training and
+    test misses shown) on linear ones. Each ``marked`` setting (name: train mean, low, high,
+    test mean, low, high) is a point with its seeds' ranges, a square for those named in
+    ``arms``; the paper is a black star. The log panel plots misses plus one."""
+    fig = figure(11.0, 4.8)
+    wide, near = fig.subplots(1, 2)
+    palette = mpl.colormaps["tab20"]  # 20 colours: an int picks one
+    for ax, log in ((wide, True), (near, False)):
+        shift = 1.0 if log else 0.0
+        if screened:
+            x, y = np.array(screened, dtype=float).T
+            keep = np.ones_like(x, bool) if log else (x <= zoom[0]) & (y <= zoom[1])
+            ax.scatter(x[keep] + shift, y[keep] + shift, s=9, color="#bbbbbb",
+                       label="screened settings (seed means)", zorder=1)
+        for index, (name, (tx, tlo, thi, sy, slo, shi)) in enumerate(marked.items()):
+            ax.errorbar([tx + shift], [sy + shift], xerr=[[tx - tlo], [thi - tx]],
+                        yerr=[[sy - slo], [shi - sy]], fmt="s" if name in arms else "o",
+                        ms=5, color=palette((2 * index) % 20 + (index >= 10)), capsize=2,
+                        label=name, zorder=3)
+        ax.scatter([paper[0] + shift], [paper[1] + shift], marker="*", s=220,
+                   color=PAPER_COLOUR, label="the paper (1989)", zorder=4)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("training misses + 1 (of 7,291)")
+            ax.set_ylabel("test misses + 1 (of 2,007)")
+            ax.set_title("every setting")
+        else:
+            ax.set_xlim(0, zoom[0])
+            ax.set_ylim(paper[1] * 0.85, zoom[1])
+            ax.set_xlabel("training misses (of 7,291)")
+            ax.set_ylabel("test misses (of 2,007)")
+            ax.set_title("near the paper")
+    handles, labels = near.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
     return fig

@@ -176,6 +176,11 @@ def contexts(browser: Any) -> Iterator[dict[str, Any]]:
         context.close()
 
 
+# CSS pixels: a screenshot is for looking at, and one of a page many screens tall (the API
+# reference at phone width) can fail to capture ("Unable to capture screenshot").
+MAX_SHOT_HEIGHT = 8_000
+
+
 def test_page(page: str, site: Path, server: str, contexts: dict[str, Any], shots: Path) -> None:
     """Loads cleanly at both widths: no error, images, equations, links; screenshots."""
     problems: list[str] = []
@@ -189,7 +194,12 @@ def test_page(page: str, site: Path, server: str, contexts: dict[str, Any], shot
             tab = watched.open(server + page, redirect)
             found = tab.evaluate(INSPECT)
             (shots / kind).mkdir(parents=True, exist_ok=True)
+            # The whole page, at most MAX_SHOT_HEIGHT of it.
+            height = int(tab.evaluate("document.documentElement.scrollHeight"))
+            width = int(tab.evaluate("document.documentElement.scrollWidth"))
             tab.screenshot(path=str(shots / kind / shot_name(page)), full_page=True,
+                           clip={"x": 0, "y": 0, "width": width,
+                                 "height": min(height, MAX_SHOT_HEIGHT)},
                            timeout=LOAD_MS)
         finally:
             watched.page.close()

@@ -40,6 +40,7 @@ book: install mathjax
 	$(PYTHON) -m lenet1 study paper
 	$(PYTHON) -m lenet1 study modern
 	$(PYTHON) -m lenet1 study fidelity
+	$(PYTHON) -m lenet1 study karpathy
 	@fingerprint="$$(find lenet1 -name '*.py' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"; \
 	if [ "$$(cat $(BOOK_FINGERPRINT) 2>/dev/null)" != "$$fingerprint" ]; then \
 	  echo "book: lenet1/ has changed since the last build; executing every chapter afresh"; \

@@ -1,10 +1,13 @@
 """Data augmentation for (N, 1, 16, 16) digit images in [-1, 1].
 
 - :func:`translate` / :func:`random_translate`: true translation by whole pixels. What moves in
-  from outside the image is the background (-1); what moves out is lost. Nothing wraps round, as
-  it did in an earlier reproduction that used ``torch.roll``.
+  from outside the image is the background (-1); what moves out is lost. Nothing wraps round
+  unless asked (below).
 - :func:`affine` / :func:`random_affine`: small rotations and changes of size about the image's
   centre, resampled bilinearly, with the same -1 background beyond the border.
+- ``wrap=True``: the translation of Karpathy's modern recipe, a circular shift
+  (``torch.roll``): what moves out on one side comes back on the other. Offered to run his
+  recipe as his code has it, not as a better choice.
 - :class:`Augmentation`: the two combined, as the mini-batch trainer applies them.
 
 Every random draw comes from a ``torch.Generator`` the caller passes in: the same generator
@@ -61,11 +64,13 @@ def _per_image(values: Tensor | float, count: int, name: str, dtype: torch.dtype
 # --- translation ------------------------------------------------------------------------------
 
 
-def translate(images: Tensor, dx: Tensor | int, dy: Tensor | int) -> Tensor:
+def translate(images: Tensor, dx: Tensor | int, dy: Tensor | int, wrap: bool = False
+              ) -> Tensor:
     """Move each image's content ``dx`` pixels right and ``dy`` pixels down (negative: left, up).
 
     ``out[n, 0, y, x] = images[n, 0, y - dy[n], x - dx[n]]``, and -1 where that falls outside the
-    image. ``dx`` and ``dy`` are whole numbers in -16..16, one for all images or one per image.
+    image; with ``wrap``, the coordinates are taken modulo 16 instead (``torch.roll``). ``dx``
+    and ``dy`` are whole numbers in -16..16, one for all images or one per image.
     """
     check_images(images)
     count = len(images)
@@ -76,11 +81,16 @@ def translate(images: Tensor, dx: Tensor | int, dy: Tensor | int) -> Tensor:
     reach = int(torch.maximum(dx.abs(), dy.abs()).max())
     if reach > SIZE:
         raise ValueError(f"shifts must lie in -{SIZE}..{SIZE} pixels, got {reach}")
-    return _shift(images, dx, dy, reach)
+    return _shift(images, dx, dy, reach, wrap)
 
 
-def _shift(images: Tensor, dx: Tensor, dy: Tensor, reach: int) -> Tensor:
+def _shift(images: Tensor, dx: Tensor, dy: Tensor, reach: int, wrap: bool = False) -> Tensor:
     """:func:`translate` of checked arguments; no shift is larger than ``reach``."""
+    if wrap:
+        grid = torch.arange(SIZE)
+        rows = ((grid - dy[:, None]) % SIZE)[:, :, None]
+        cols = ((grid - dx[:, None]) % SIZE)[:, None, :]
+        return images[torch.arange(len(images))[:, None, None], 0, rows, cols].unsqueeze(1)
     # Pad by the largest shift with background, then cut each image's window out of the pad.
     padded = F.pad(images, (reach, reach, reach, reach), value=BACKGROUND)
     grid = torch.arange(SIZE) + reach
@@ -89,18 +99,21 @@ def _shift(images: Tensor, dx: Tensor, dy: Tensor, reach: int) -> Tensor:
     return padded[torch.arange(len(images))[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
-def random_translate(images: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Translate each image by its own shift, each axis drawn uniformly from -k..k pixels."""
+def random_translate(images: Tensor, max_shift: int, generator: torch.Generator,
+                     wrap: bool = False) -> Tensor:
+    """Translate each image by its own shift, each axis drawn uniformly from -k..k pixels
+    (``wrap``: circularly, see :func:`translate`)."""
     _check_whole(max_shift, "max_shift", 0, SIZE)
     _check_generator(generator)
-    return _random_shift(check_images(images), max_shift, generator)
+    return _random_shift(check_images(images), max_shift, generator, wrap)
 
 
-def _random_shift(images: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+def _random_shift(images: Tensor, max_shift: int, generator: torch.Generator,
+                  wrap: bool = False) -> Tensor:
     count = len(images)
     dx = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
     dy = torch.randint(-max_shift, max_shift + 1, (count,), generator=generator)
-    return _shift(images, dx, dy, max_shift) if count else images.clone()
+    return _shift(images, dx, dy, max_shift, wrap) if count else images.clone()
 
 
 # --- rotation and scaling ---------------------------------------------------------------------
@@ -160,15 +173,19 @@ def _random_rotate_scale(images: Tensor, max_degrees: float, max_scale: float,
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random translation by up to ``translate`` pixels, then rotation by up to ``rotate``
-    degrees and scaling by up to ``scale`` (relative). All zero: no augmentation."""
+    """Random translation by up to ``translate`` pixels (circular with ``wrap``), then rotation
+    by up to ``rotate`` degrees and scaling by up to ``scale`` (relative). All zero: no
+    augmentation."""
 
     translate: int = 0
     rotate: float = 0.0
     scale: float = 0.0
+    wrap: bool = False
 
     def __post_init__(self) -> None:
         _check_whole(self.translate, "translate", 0, SIZE)
+        if not isinstance(self.wrap, bool):
+            raise ValueError(f"wrap must be True or False, got {self.wrap!r}")
         _check_range(self.rotate, "rotate", 180.0)
         _check_range(self.scale, "scale", 0.5)
 
@@ -184,7 +201,7 @@ class Augmentation:
         """``self(images, generator)`` (the same draws, the same images) without checking the
         images: for a trainer that checked its digits once, not every mini-batch."""
         if self.translate:
-            images = _random_shift(images, self.translate, generator)
+            images = _random_shift(images, self.translate, generator, self.wrap)
         if self.rotate or self.scale:
             images = _random_rotate_scale(images, self.rotate, self.scale, generator)
         return images

@@ -17,7 +17,6 @@ from .data import SOURCES, DataError
 from .experiments.archive import ArchiveError
 from .experiments.cache import CodeKeyError
 from .experiments.executors import SchedulerError
-from .experiments.fidelity import StaleTableError
 from .experiments.runs import (
     ENGINES,
     LOSS_SCALES,
@@ -31,6 +30,7 @@ from .experiments.runs import (
     load_run,
     train_run,
 )
+from .experiments.training import StaleTableError
 from .nets import BACKGROUND, BIAS_INITS, INITS, OUTPUT_UNITS, UNITS, ShapeError, build_model
 from .report.text import format_record
 from .train.online import evaluate
@@ -127,8 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "default it reads the "
                     "table that ships with the book and retrains 4 of its runs at random to "
                     "check it, --scale full trains the whole design and writes the table. "
+                    "karpathy (chapter 11): Karpathy's final modern recipe as his code runs "
+                    "it; by default it reads the record that ships with the book and retrains "
+                    "its first pass to check it, --scale full trains the five networks (some "
+                    "twenty minutes) and writes the record. "
                     "Saved runs are reloaded, not retrained.")
-    study.add_argument("which", choices=("paper", "modern", "fidelity"))
+    study.add_argument("which", choices=("paper", "modern", "fidelity", "karpathy"))
     study.add_argument("--quick", action="store_true",
                        help="a smoke test: a couple of passes and seeds (as LENET1_QUICK=1)")
     study.add_argument("--runs", default=None,
@@ -140,14 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
     study.add_argument("--scale", choices=("full",), default=None,
-                       help="fidelity: train the full design (1,500 networks, some 40 minutes "
-                            "on two cores) and write its table (see --table)")
+                       help="fidelity, karpathy: train everything (fidelity: 1,500 networks, "
+                            "some 40 minutes on two cores; karpathy: 5 networks, some 20 "
+                            "minutes of one core) and write the table (see --table)")
     study.add_argument("--table", type=Path, default=None,
-                       help="fidelity: the table to read, or with --scale full to write "
-                            "(default: results/fidelity.csv of the project)")
-    study.add_argument("--check", type=_positive_int, default=4,
+                       help="fidelity, karpathy: the table to read, or with --scale full to "
+                            "write (default: results/fidelity.csv, results/karpathy.json)")
+    study.add_argument("--check", type=_positive_int, default=None,
                        help="fidelity: how many of the table's runs to retrain as a check "
-                            "(default 4)")
+                            "(default 4); karpathy: how many passes (default 1)")
     study.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="train the missing networks on a Dask cluster: a scheduler's "
                             "address (tcp://host:8786), or local:N for N worker processes "
@@ -247,20 +252,50 @@ def _fidelity(args: argparse.Namespace) -> None:
             log(f"wrote {table} and {table.with_suffix('.json').name}")
     else:
         study = fidelity.read_table(table)
-        checks = fidelity.check_table(study, args.check, root=args.runs,
+        checks = fidelity.check_table(study, 4 if args.check is None else args.check,
+                                      root=args.runs,
                                       data_root=args.data_root, progress=log)
         log(f"retrained {len(checks)} of the table's runs at random: all give its figures")
     print()
     print(report(study))
 
 
+def _karpathy(args: argparse.Namespace) -> None:
+    from .experiments import karpathy
+    from .report.modern import karpathy_report
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    if args.quick:
+        raise ValueError("the karpathy study has no quick mode: it reads its record and "
+                         "retrains one pass (--check N for N passes)")
+    table = args.table or karpathy.RECORD
+    if args.scale == "full":
+        record = karpathy.train_record(root=args.runs, data_root=args.data_root, log=log)
+        karpathy.write_record(record, table)
+        log(f"wrote {table}")
+    else:
+        record = karpathy.read_record(table)
+        passes = 1 if args.check is None else args.check
+        karpathy.check_record(record, passes, args.data_root)
+        log(f"retrained the first {passes} pass(es) of the record's {len(record.seeds)} "
+            f"networks: every figure is the recorded one")
+    print()
+    print(karpathy_report(record))
+
+
 def _study(args: argparse.Namespace) -> None:
-    if args.which != "fidelity" and (args.scale or args.table):
-        raise ValueError("--scale and --table are for the fidelity study")
-    if args.which == "fidelity":
+    if args.which not in ("fidelity", "karpathy") and (args.scale or args.table
+                                                       or args.check is not None):
+        raise ValueError("--scale, --table and --check are for the fidelity and karpathy "
+                         "studies")
+    if args.which in ("fidelity", "karpathy"):
         if args.seeds is not None or args.out is not None:
-            raise ValueError("--seeds and --out are not for the fidelity study")
-        _fidelity(args)
+            raise ValueError(f"--seeds and --out are not for the {args.which} study")
+        if args.which == "karpathy" and args.scheduler:
+            raise ValueError("the karpathy study trains one stack, in this process")
+        (_fidelity if args.which == "fidelity" else _karpathy)(args)
         return
     if args.which == "paper":
         if args.seeds is not None:
@@ -274,6 +309,7 @@ def _study(args: argparse.Namespace) -> None:
         return
     if args.out is not None:
         raise ValueError("--out is for the paper study; the modern study prints its tables")
+    from .experiments.karpathy import read_record
     from .experiments.modern import run_study, study_seeds
     from .report.modern import report
 
@@ -281,7 +317,8 @@ def _study(args: argparse.Namespace) -> None:
                       data_root=args.data_root, log=lambda message: print(message, flush=True),
                       scheduler=args.scheduler)
     print()
-    print(report(study))
+    # Karpathy's recipe, from the record that ships with the book (`study karpathy` checks it).
+    print(report(study, None if args.quick else read_record()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,16 @@ def test_nothing_wraps_round():
     assert float(down[0, 0, :2].max()) == -1.0 == float(down[0, 0, :2].min())
 
 
+@pytest.mark.parametrize("dx, dy", [(1, 0), (0, -1), (1, 1), (-1, 1), (3, -2)])
+def test_a_wrapped_shift_is_torch_roll(dx, dy):
+    # Karpathy's circular shift: what leaves on one side comes back on the other.
+    images = random_images(4)
+    assert torch.equal(translate(images, dx, dy, wrap=True), torch.roll(images, (dy, dx), (2, 3)))
+    image = -torch.ones(1, 1, 16, 16)
+    image[0, 0, :, 15] = 1.0
+    assert torch.equal(translate(image, 1, 0, wrap=True)[0, 0, :, 0], torch.ones(16))
+
+
 def test_zero_shift_is_the_identity():
     images = random_images(5)
     assert torch.equal(translate(images, 0, 0), images)
@@ -113,6 +123,7 @@ def test_unchecked_augmentation_draws_and_gives_the_same():
     lambda x: random_affine(x, 5.0, 0.9, torch.Generator()),
     lambda x: Augmentation(translate=-1),
     lambda x: Augmentation(rotate=float("inf")),
+    lambda x: Augmentation(translate=1, wrap="yes"),  # type: ignore[arg-type]
 ])
 def test_bad_arguments_raise_value_errors(call):
     with pytest.raises(ValueError):

@@ -53,6 +53,10 @@ def test_evaluate_a_folder_that_is_not_a_run(tmp_path, capsys):
     ["study", "paper", "--seeds", "1", "2"],  # the paper study's seeds are its plan's
     ["study", "modern", "--out", "x"],  # the modern study prints, it writes no figures
     ["study", "modern", "--seeds", "1", "1"],  # seeds must be distinct
+    ["study", "paper", "--check", "2"],  # a check is of a shipped table
+    ["study", "karpathy", "--quick"],  # a record and its one-pass check: nothing to shrink
+    ["study", "karpathy", "--seeds", "0"],  # the record's seeds are one stack
+    ["study", "karpathy", "--scheduler", "local:2"],
 ])
 def test_study_options_that_do_not_apply_exit_2(argv, capsys):
     assert main(argv) == 2

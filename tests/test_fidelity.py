@@ -27,6 +27,7 @@ from lenet1.experiments.fidelity import (
     settings_of,
 )
 from lenet1.experiments.runs import RunConfig, loss_factor, make_model, make_rule, shuffle_seed
+from lenet1.experiments.training import StaleTableError
 from lenet1.train.online import pass_order, train_online
 
 from .conftest import random_digits, requires_data
@@ -226,7 +227,7 @@ def test_the_check_retrains_rows_and_catches_a_stale_one(tmp_path, usps):
     assert len(checks) == 1 and checks[0].agrees
     stale = replace(true, train_misses=true.train_misses + 1)
     bad = replace(good, rows=[Row("screen", "p0", config, stale)])
-    with pytest.raises(fidelity.StaleTableError, match="no longer matches"):
+    with pytest.raises(StaleTableError, match="no longer matches"):
         fidelity.check_table(bad, 1, root=tmp_path, rng=random.Random(0))
 
 

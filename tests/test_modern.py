@@ -221,6 +221,30 @@ def test_schedules():
     assert cosine.lr_at(0, 10) == 1.0 and cosine.lr_at(5, 10) == pytest.approx(0.5)
     assert linear.lr_at(5, 10) == 0.5 and linear.lr_at(9, 10) == pytest.approx(0.1)
     assert ModernConfig(lr=1.0, schedule="constant").lr_at(9, 10) == 1.0
+    # Karpathy's: held for a pass (here 5 steps), from lr in the first to lr/3 in the last.
+    third = ModernConfig(lr=3e-4, schedule="linear_to_third", passes=4)
+    assert [third.lr_at(step, 20) for step in (0, 4)] == [3e-4, 3e-4]
+    assert third.lr_at(5, 20) == pytest.approx(3e-4 * (1 - 2 / 9))
+    assert third.lr_at(19, 20) == pytest.approx(1e-4)
+
+
+def test_decay_biases_decays_every_parameter():
+    # Without it the biases never decay; with it they shrink as AdamW shrinks every parameter.
+    model = ModernLeNet1(seed=0)
+    with torch.no_grad():
+        model.h3_bias.fill_(1.0)
+    for decay_biases, expected in ((False, 1.0), (True, 1.0 - 0.1 * 0.5)):
+        copy = ModernLeNet1(seed=0)
+        copy.load_state_dict(model.state_dict())
+        optimizer = make_optimizer(copy, ModernConfig(optimizer="adamw", lr=0.1,
+                                                      weight_decay=0.5,
+                                                      decay_biases=decay_biases))
+        for p in copy.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        assert torch.allclose(copy.h3_bias, torch.full_like(copy.h3_bias, expected))
+    with pytest.raises(ValueError, match="decay_biases"):
+        ModernConfig(decay_biases=1)  # type: ignore[arg-type]
 
 
 def test_weight_average_and_test_time_shifts():

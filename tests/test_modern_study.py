@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 import statistics
 
@@ -45,7 +47,7 @@ def _sets() -> dict[str, tuple[Digits, Digits]]:
     return {"test": (toy_digits(64, 0), toy_digits(40, 1)), "validation": (toy_digits(48, 2), toy_digits(16, 3))}
 
 
-MINI = Recipe(trainer="minibatch", batch_size=16, lr=0.3, passes=2)
+MINI = PAPER_RECIPE.changed({"trainer": "minibatch", "batch_size": 16, "lr": 0.3, "passes": 2})
 
 
 # --- the steps are declarative and each changes one thing ---------------------------------------
@@ -94,16 +96,25 @@ def test_the_steps_issue_6_asks_for_are_there():
 
 def test_recipe_validation():
     with pytest.raises(ValueError, match="online trainer"):
-        Recipe(shuffle=True)
+        PAPER_RECIPE.changed({"shuffle": True})
     with pytest.raises(ValueError, match="online trainer"):
-        Recipe(unit="relu")
+        PAPER_RECIPE.changed({"unit": "relu"})
     with pytest.raises(ValueError, match="unknown recipe fields"):
         PAPER_RECIPE.changed({"learning_rate": 0.1})
     with pytest.raises(ValueError):
-        Recipe(trainer="minibatch", loss="mse", output="logits")
+        PAPER_RECIPE.changed({"trainer": "minibatch", "output": "logits"})
     with pytest.raises(ValueError):
         Recipe(trainer="batch")
-    assert Recipe(passes=23).capped(2).passes == 2 and Recipe(passes=1).capped(2).passes == 1
+    with pytest.raises(ValueError, match="seed 0"):
+        Recipe(config=replace(PAPER_RECIPE.config, seed=3))
+    assert PAPER_RECIPE.capped(2).passes == 2 and PAPER_RECIPE.changed({"passes": 1}).capped(2).passes == 1
+    # The config's fields read through the recipe, and change through it.
+    changed = MINI.changed({"lr": 0.1, "dropout": 0.25, "unit": "relu", "output": "logits", "loss": "cross_entropy"})
+    assert changed.lr == changed.config.lr == 0.1 and changed.dropout == 0.25
+    assert MINI.diff(changed) == {"unit": "relu", "output": "logits", "dropout": 0.25, "loss": "cross_entropy", "lr": 0.1}
+    assert changed.modern_config(7) == replace(changed.config, seed=7)
+    with pytest.raises(AttributeError):
+        MINI.seed  # noqa: B018 - a run's seed is not the recipe's
     assert "tta" not in PAPER_RECIPE.training()
     assert describe({}) == "as before" and "9 views" in describe({"tta": 1})
 

@@ -23,6 +23,9 @@ NETWORKS = {
     "scaled_tanh_squashed": dict(unit="scaled_tanh", output="squashed", init="fan_in"),
     "tanh_squashed": dict(unit="tanh", output="squashed", init="sqrt_fan_in"),
     "scaled_tanh_logits": dict(unit="scaled_tanh", output="logits", init="fan_in"),
+    # Karpathy's modern network: ReLU with H1's maps padded with -1 for H2.
+    "relu_dropout_minus_one": dict(unit="relu", output="logits", dropout=0.25,
+                                   init="sqrt_fan_in", h2_background=-1.0),
 }
 OPTIONS = [
     ("relu_logits", dict(optimizer="adamw", weight_decay=0.01, schedule="cosine")),
@@ -36,6 +39,11 @@ OPTIONS = [
     ("tanh_squashed", dict(loss="mse", optimizer="sgd", lr=0.2, momentum=0.5,
                            schedule="constant")),
     ("scaled_tanh_logits", dict(optimizer="adamw", lr=1e-2, schedule="constant")),
+    # Karpathy's final recipe: every parameter decayed, a stepped decay to a third, circular
+    # shifts, the file's order.
+    ("relu_dropout_minus_one", dict(optimizer="adamw", lr=3e-3, weight_decay=0.01,
+                                    decay_biases=True, schedule="linear_to_third",
+                                    translate=1, wrap=True, shuffle=False)),
 ]
 # What members of one stack may change besides the seed.
 VARIANTS = [{}, {"lr": 0.5}, {"shuffle": False}, {"label_smoothing": 0.05}, {"ema": 0.5},
@@ -96,8 +104,14 @@ def test_the_optimiser_steps_as_torch_optim_does():
     configs = [ModernConfig(optimizer="adamw", lr=3e-3, weight_decay=0.01),
                ModernConfig(optimizer="adamw", lr=1e-2, weight_decay=0.0),
                ModernConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-3),
-               ModernConfig(optimizer="sgd", lr=0.3, momentum=0.0)]
-    for group in (configs[:2], configs[2:]):
+               ModernConfig(optimizer="sgd", lr=0.3, momentum=0.0),
+               ModernConfig(optimizer="adamw", lr=3e-3, weight_decay=0.1, decay_biases=True),
+               ModernConfig(optimizer="adamw", lr=1e-2, weight_decay=0.01, decay_biases=True),
+               ModernConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-2,
+                            decay_biases=True),
+               ModernConfig(optimizer="sgd", lr=0.3, momentum=0.0, weight_decay=1e-3,
+                            decay_biases=True)]
+    for group in (configs[:2], configs[2:4], configs[4:6], configs[6:]):
         models = [ModernLeNet1(seed=i) for i in range(2)]
         stack = _Stack(models)
         mine = _Optimizer(stack.params, group)
@@ -176,6 +190,20 @@ def test_recording_the_last_pass_only_gives_the_same_end():
         assert [r.pass_index for r in run_b.history.passes] == [2]
         assert run_b.history.to_json()[-1] == run_a.history.to_json()[-1]
         assert all(torch.equal(a.state_dict()[n], w) for n, w in b.state_dict().items())
+
+
+def test_the_beginning_of_a_run_is_the_beginning_of_the_whole():
+    # until=N trains N passes of a longer run (its schedule unchanged): the check of a
+    # recorded run. Its records are the whole run's first N + 1, bit for bit.
+    configs = _configs({"schedule": "linear_to_third", "translate": 1, "wrap": True}, 2)
+    configs = [replace(c, passes=3) for c in configs]
+    whole = train_stacked([ModernLeNet1(seed=c.seed) for c in configs], TRAIN, TEST, configs)
+    begun = train_stacked([ModernLeNet1(seed=c.seed) for c in configs], TRAIN, TEST, configs,
+                          until=1, record_every=False)
+    for a, b in zip(whole, begun):
+        assert b.history.to_json() == a.history.to_json()[:2]
+    with pytest.raises(ValueError, match="until"):
+        train_stacked([ModernLeNet1(seed=0)], TRAIN, TEST, configs[:1], until=4)
 
 
 def test_a_diverging_member_leaves_the_others_alone():

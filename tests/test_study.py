@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lenet1.experiments.runs import RunConfig, fit_and_evaluation_sets
-from lenet1.experiments.training import cached_runs, run_folder
+from lenet1.experiments.training import cached_runs, run_folder, split_for
 from lenet1.experiments.stats import Spread, rejection_figures, summarise
 from lenet1.train.online import History, Metrics, PassRecord
 
@@ -28,6 +28,23 @@ def test_spread_statistics():
     assert spread.format() == "3.00 ± 2.65 [1.00, 6.00]"
     with pytest.raises(ValueError):
         Spread.of([])
+
+
+@pytest.mark.parametrize("count, most, workers, sizes", [
+    (20, 16, 1, [16, 4]),  # one worker: full lane groups first
+    (10, 8, 2, [5, 5]),  # two workers: each gets half rather than 8 and 2
+    (17, 8, 2, [5, 4, 4, 4]),  # a multiple of the workers
+    (16, 8, 2, [8, 8]),
+    (3, 8, 4, [1, 1, 1]),
+    (0, 8, 2, []),
+])
+def test_tasks_are_split_so_that_every_worker_gets_a_share(count, most, workers, sizes):
+    items = list(range(count))
+    parts = split_for(items, most, workers)
+    assert [len(p) for p in parts] == sizes
+    assert [i for p in parts for i in p] == items  # in order, each once
+    with pytest.raises(ValueError):
+        split_for(items, 0, workers)
 
 
 def test_summarise_per_pass():

@@ -55,6 +55,7 @@ from .executors import Executor, cluster_for
 from .paper import EARLIER, FULL as PAPER_PLAN, QUICK as PAPER_QUICK
 from .paper import calibrate, diverged, earlier_config, protocol_configs, train_runs
 from .runs import Run, RunConfig, loss_factor
+from .training import StaleTableError
 
 Progress = Callable[[str], None] | None
 
@@ -510,10 +511,6 @@ TABLE = Path(__file__).resolve().parents[2] / "results" / "fidelity.csv"
 _CONFIG_FIELDS = [f.name for f in fields(RunConfig)]
 
 
-class StaleTableError(RuntimeError):
-    """The shipped table no longer matches what the code trains."""
-
-
 def write_table(study: Study, path: Path = TABLE) -> None:
     """The study's rows as CSV (every run's configuration and five figures), and beside it
     a JSON file with the scale, the design seed and the code key."""
@@ -597,7 +594,7 @@ def check_table(study: Study, count: int, root: str | Path | None = None,
                 data_root: str | None = None, progress: Progress = None,
                 rng: random.Random | None = None) -> list[Check]:
     """Retrain ``count`` of the table's runs drawn at random with the code as it is, and raise
-    :class:`StaleTableError` unless every one gives the table's figures (misses and rejection
+    :class:`~lenet1.experiments.training.StaleTableError` unless every one gives the table's figures (misses and rejection
     exactly, MSEs to a relative 1e-5). The draw is seeded by the code key (unless ``rng`` is
     given): every change to the code that decides numbers draws other runs, and the command
     line and the chapter draw the same ones, so the chapter reloads what the command trained."""
@@ -635,7 +632,6 @@ __all__ = [
     "Row",
     "Scale",
     "Setting",
-    "StaleTableError",
     "Study",
     "arm_configs",
     "check_table",

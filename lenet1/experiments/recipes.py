@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,10 +28,10 @@ from torch import nn
 
 from ..data import Digits, Split, load, validation_split
 from ..engine.fast import FastEngine
-from ..nets import ModernLeNet1
+from ..nets import INITS, ModernLeNet1
 from ..train.minibatch import ModernConfig, ModernHistory, place_coded, predict_shifted
 from ..train.online import SGD, History, Metrics, metrics_of, predict, train_online
-from ..train.stacked import train_stacked
+from ..train.stacked import stack_key, train_stacked
 
 VALIDATION_FRACTION = 0.2
 VALIDATION_SEED = 0
@@ -41,9 +41,26 @@ EVALUATIONS = ("test", "validation")
 # --- what a run does ----------------------------------------------------------------------------
 
 
+#: The paper's loop in the mini-batch trainer's terms, plain SGD at 0.03 on the MSE, one digit
+#: at a time in the file's order, 23 passes. A recipe's config holds seed 0, and every run of
+#: it gets its own seed (:meth:`Recipe.modern_config`).
+PAPER_TRAINING = ModernConfig(loss="mse", optimizer="sgd", lr=0.03, momentum=0.0,
+                              schedule="constant", batch_size=1, passes=23, shuffle=False)
+#: What a recipe decides besides its training config, the trainer, the network and the reading.
+NETWORK_FIELDS: tuple[str, ...] = ("trainer", "unit", "output", "dropout", "init",
+                                   "h2_background", "tta")
+#: The training config's fields, read through the recipe (``recipe.lr`` is
+#: ``recipe.config.lr``), every field of ModernConfig but the seed.
+TRAINING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModernConfig)
+                                         if f.name != "seed")
+FIELDS = NETWORK_FIELDS + TRAINING_FIELDS
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides a run's numbers, besides the seed and the data.
+    """Everything that decides a run's numbers, besides the seed and the data: the network
+    and how it is trained (``config``, a :class:`~lenet1.train.minibatch.ModernConfig`, whose
+    fields read through the recipe: ``recipe.lr``, ``recipe.passes``, ...).
 
     ``trainer="online"`` is :func:`lenet1.train.online.train_online` (one update per pattern, the
     patterns in the file's order, plain SGD on the MSE, scaled tanh units: the paper's loop) and
@@ -53,88 +70,89 @@ class Recipe:
     :func:`lenet1.train.stacked.train_stacked` (trained a few together, ``tests/test_stacked.py``).
     ``tta`` is evaluation only: the outputs averaged over every translation of up to ``tta``
     pixels (:func:`lenet1.train.minibatch.predict_shifted`); it does not change the training.
+    ``init`` draws the first weights (the paper's +-2.4/F, or +-2.4/sqrt F as Karpathy's code
+    has it); ``h2_background`` pads H1's maps for H2 (None: the unit's "off" level, see
+    :class:`~lenet1.nets.ModernLeNet1`). Make one from ``PAPER_RECIPE`` with
+    :meth:`changed`, which takes the network's fields and the config's alike.
     """
 
     trainer: str = "online"
     unit: str = "scaled_tanh"
     output: str = "squashed"
-    loss: str = "mse"
-    optimizer: str = "sgd"
-    lr: float = 0.03
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    batch_size: int = 1
-    passes: int = 23
-    shuffle: bool = False
-    translate: int = 0
-    rotate: float = 0.0
-    scale: float = 0.0
     dropout: float = 0.0
-    label_smoothing: float = 0.0
-    ema: float = 0.0
+    init: str = "fan_in"
+    h2_background: float | None = None
     tta: int = 0
+    config: ModernConfig = PAPER_TRAINING
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names that are not attributes: the config's fields, read through.
+        if name in TRAINING_FIELDS:
+            return getattr(self.config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __post_init__(self) -> None:
         if self.trainer not in TRAINERS:
             raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if not isinstance(self.tta, int) or isinstance(self.tta, bool) or not 0 <= self.tta <= 4:
             raise ValueError(f"tta must be a whole number of pixels in 0..4, got {self.tta!r}")
+        if not isinstance(self.config, ModernConfig) or self.config.seed != 0:
+            raise ValueError("a recipe's config is a ModernConfig with seed 0 (each run gets "
+                             "its own seed)")
         if self.trainer == "online":
-            differ = [f.name for f in dataclasses.fields(Recipe)
-                      if f.name not in ("lr", "passes", "tta", "trainer")
-                      and getattr(self, f.name) != f.default]
+            paper = {f.name: f.default for f in dataclasses.fields(Recipe)
+                     if f.name != "config"} | {name: getattr(PAPER_TRAINING, name)
+                                                for name in TRAINING_FIELDS}
+            differ = [name for name in FIELDS if name not in ("lr", "passes", "tta", "trainer")
+                      and getattr(self, name) != paper[name]]
             if differ:
                 raise ValueError(f"the online trainer is the paper's loop and cannot change "
                                  f"{', '.join(differ)}: use trainer='minibatch'")
         else:
-            self.modern_config(0)  # raises on a bad optimiser, schedule, loss, ...
             if (self.loss == "cross_entropy") != (self.output == "logits"):
                 raise ValueError(f"the {self.loss} loss needs "
                                  f"{'logits' if self.loss == 'cross_entropy' else 'squashed'} "
                                  f"outputs, got {self.output!r}")
-            ModernLeNet1(unit=self.unit, output=self.output,  # type: ignore[arg-type]
-                         dropout=self.dropout, init="fan_in", seed=0)
+            self.network()  # raises on a bad unit, output, dropout or background
 
     def changed(self, changes: Mapping[str, Any]) -> Recipe:
-        """A copy with ``changes`` applied; unknown field names are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - known
+        """A copy with ``changes`` applied (the network's fields and the config's alike);
+        unknown field names are an error."""
+        unknown = set(changes) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        training = {name: value for name, value in changes.items() if name in TRAINING_FIELDS}
+        network = {name: value for name, value in changes.items() if name in NETWORK_FIELDS}
+        return dataclasses.replace(self, **network,
+                                   config=dataclasses.replace(self.config, **training))
 
     def diff(self, other: Recipe) -> dict[str, Any]:
         """The fields whose values differ in ``other``, with ``other``'s values."""
-        return {f.name: getattr(other, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(other, f.name)}
+        return {name: getattr(other, name) for name in FIELDS
+                if getattr(self, name) != getattr(other, name)}
 
     def training(self) -> dict[str, Any]:
         """The fields that decide the trained weights (all but the evaluation's ``tta``)."""
-        values = asdict(self)
-        values.pop("tta")
-        return values
+        return {name: getattr(self, name) for name in FIELDS if name != "tta"}
 
     def shape(self) -> tuple[object, ...]:
-        """What the recipes of one stack share: the computation's shape
-        (:func:`lenet1.train.stacked.stack_key`)."""
+        """What the recipes of one stack share: the computation's shape, as
+        :func:`lenet1.train.stacked.stack_key` (the one definition) gives it for the recipe's
+        network and config."""
         if self.trainer == "online":
             return ("online",)
-        return (self.trainer, self.unit, self.output, self.dropout, self.loss, self.optimizer,
-                self.batch_size, self.passes)
+        return (self.trainer, *stack_key(self._modern_network(), self.modern_config(0)))
 
     def capped(self, max_passes: int | None) -> Recipe:
         if max_passes is None or self.passes <= max_passes:
             return self
-        return dataclasses.replace(self, passes=max_passes)
+        return self.changed({"passes": max_passes})
 
     def modern_config(self, seed: int) -> ModernConfig:
-        return ModernConfig(loss=self.loss, label_smoothing=self.label_smoothing,
-                            optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                            weight_decay=self.weight_decay, schedule=self.schedule,
-                            batch_size=self.batch_size, passes=self.passes, shuffle=self.shuffle,
-                            translate=self.translate, rotate=self.rotate, scale=self.scale,
-                            ema=self.ema, seed=seed)
+        """The training config of this recipe's run on ``seed``."""
+        return dataclasses.replace(self.config, seed=seed)
 
     def network(self) -> nn.Module:
         """The network this recipe trains, with placeholder weights (the real initial ones:
@@ -144,8 +162,12 @@ class Recipe:
 
             with torch.random.fork_rng(devices=[]):
                 return build_model("lenet1", unit="scaled_tanh", init="fan_in", table="block")
+        return self._modern_network()
+
+    def _modern_network(self) -> ModernLeNet1:
         return ModernLeNet1(unit=self.unit, output=self.output,  # type: ignore[arg-type]
-                            dropout=self.dropout, init="fan_in", seed=0)
+                            dropout=self.dropout, init=self.init,  # type: ignore[arg-type]
+                            h2_background=self.h2_background, seed=0)
 
 
 PAPER_RECIPE = Recipe()
@@ -153,12 +175,12 @@ PAPER_RECIPE = Recipe()
 
 def initial_network(recipe: Recipe, seed: int) -> nn.Module:
     """The recipe's network holding the paper's initial weights for ``seed``: the weights
-    :func:`lenet1.experiments.runs.make_model` draws for ``RunConfig(seed=seed)``, whatever the units.
-    The global random state is left as it was."""
+    :func:`lenet1.experiments.runs.make_model` draws for ``RunConfig(seed=seed,
+    init=recipe.init)``, whatever the units. The global random state is left as it was."""
     from .runs import RunConfig, make_model
 
     with torch.random.fork_rng(devices=[]):
-        paper = make_model(RunConfig(seed=seed))
+        paper = make_model(RunConfig(seed=seed, init=recipe.init))
     model = recipe.network()
     model.load_state_dict(paper.state_dict())
     return model
@@ -322,11 +344,16 @@ class Trained:
     weights: dict[str, Any] | None
 
 
-def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]]) -> list[Trained]:
+def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
+                until: int | None = None) -> list[Trained]:
     """Train every network of ``stack`` from the paper's initial weights of its seed: a
     mini-batch stack together with :func:`~lenet1.train.stacked.train_stacked`, an online run
     on the compiled engine. Depends on nothing but the stack and the digits (torch on one
-    thread), so it gives the same bits in this process, a worker or a cluster."""
+    thread), so it gives the same bits in this process, a worker or a cluster. ``until``: only
+    that many passes of a mini-batch stack (see :func:`~lenet1.train.stacked.train_stacked`),
+    to check the beginning of a recorded run."""
+    if until is not None and stack.recipe.trainer == "online":
+        raise ValueError("until applies to mini-batch stacks only")
     members = stack.members
     train, judged = sets[stack.evaluation]
     models = [initial_network(recipe, seed) for _, recipe, seed in members]
@@ -343,7 +370,7 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]]) -> list
     else:
         runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
                              [recipe.modern_config(seed) for _, recipe, seed in members],
-                             record_every=every)
+                             record_every=every, until=until)
         outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged) for r in runs]
     return [Trained(index, seed, history, diverged,
                     None if diverged else {k: v.detach().contiguous()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -69,6 +69,12 @@ ONLINE = "online"  # the cache's kinds
 CURVATURE = "curvature"
 MODERN = "modern"
 Log = Callable[[str], None]
+
+
+class StaleTableError(RuntimeError):
+    """A table of results that ships with the book no longer matches what the code trains."""
+
+T = TypeVar("T")
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -165,6 +171,24 @@ def _replica_group(config: RunConfig) -> tuple[object, ...]:
             config.record, config.input_background, shuffle_seed(config))
 
 
+def split_for(items: Sequence[T], most: int, workers: int = 1) -> list[tuple[T, ...]]:
+    """``items`` in order, in consecutive parts of at most ``most``. For one worker, full parts
+    of ``most`` and the rest (a full lane group is the cheapest per network); for several,
+    nearly equal parts, as many as a multiple of ``workers`` (or one item each), so that the
+    workers finish together."""
+    if most < 1 or workers < 1:
+        raise ValueError(f"most and workers must be >= 1, got {most} and {workers}")
+    if workers == 1:
+        return [tuple(items[i:i + most]) for i in range(0, len(items), most)]
+    if not items:
+        return []
+    fewest = -(-len(items) // most)  # ceil
+    count = min(len(items), -(-fewest // workers) * workers)
+    size, extra = divmod(len(items), count)
+    bounds = [index * size + min(index, extra) for index in range(count + 1)]
+    return [tuple(items[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
 def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
                 data_root: str | None = None, progress: Log | None = None,
                 batch: int | None = None, stop_on_divergence: bool = True,
@@ -192,11 +216,11 @@ def cached_runs(configs: Sequence[RunConfig], root: str | Path | None = None,
         group = missing.setdefault(_replica_group(config), [])
         if config not in group:
             group.append(config)
-    tasks = []
-    for group in missing.values():
-        size = batch or len(group)
-        tasks += [OnlineGroup(tuple(group[i:i + size]), stop_on_divergence)
-                  for i in range(0, len(group), size)]
+    # Workers of one thread each (Dask, processes) get a group in at least one share per
+    # worker, so that none waits while another trains a whole lane group and its curvature.
+    spread = executor.workers if executor is not None and executor.threads == 1 else 1
+    tasks = [OnlineGroup(part, stop_on_divergence) for group in missing.values()
+             for part in split_for(group, batch or len(group), spread)]
     if tasks:
         own = executor is None
         runner = executor or InProcess(threads=os.cpu_count() or 1)

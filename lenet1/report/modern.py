@@ -13,14 +13,20 @@ from typing import Any
 
 import pandas as pd
 
+from ..experiments.karpathy import KarpathyRecord
 from ..experiments.modern import Study, describe, dsp_seconds
 from ..experiments.recipes import PAPER_RECIPE
-from ..facts import PAPER, PASSES, TRAIN_DIGITS, TRAINING_TIME
+from ..facts import KARPATHY_PATH, PAPER, PASSES, TRAIN_DIGITS, TRAINING_TIME
 from .plots import PAPER_COLOUR, TEST_COLOUR, TRAIN_COLOUR
 
 
-def step_rows(study: Study) -> list[dict[str, str]]:
-    """The table's rows as text: the paper's quoted figures, then every step."""
+KARPATHY_CHANGE = ("Karpathy's final recipe, as his code runs it: online, AdamW 3e-4 to 1e-4, "
+                   "circular 1-pixel shifts, ReLU, dropout 0.25")
+
+
+def step_rows(study: Study, record: KarpathyRecord | None = None) -> list[dict[str, str]]:
+    """The table's rows as text: the paper's quoted figures, then every step, then (if given)
+    Karpathy's final recipe run on the same digits and seeds."""
     paper_dsp = dsp_seconds(PAPER_RECIPE, TRAIN_DIGITS)
     rows = [{"step": "-", "change": "the paper (1989), as reported", "passes": f"{PASSES}",
              "batch": "1", "test error": f"{100 * PAPER['lenet1']['test_error']:.1f}%",
@@ -44,16 +50,36 @@ def step_rows(study: Study) -> list[dict[str, str]]:
             "time per run": f"{s.mean_seconds:.1f} s",
             "DSP board": _duration(s.dsp_seconds),
             "Karpathy 2022 (MNIST stand-in)": karpathy})
+    if record is not None:
+        rows.append(karpathy_row(record))
     return rows
+
+
+def karpathy_row(record: KarpathyRecord) -> dict[str, str]:
+    """Karpathy's final recipe as a row of the step table (trained on all 7,291 digits)."""
+    errors, misses = record.test_spread, record.test_misses
+    his_label, his_error = KARPATHY_PATH["relu_dropout"]
+    return {
+        "step": "K", "change": KARPATHY_CHANGE, "passes": str(record.recipe.passes),
+        "batch": str(record.recipe.batch_size),
+        "test error": f"{100 * errors.mean:.2f} ± {100 * errors.std:.2f}%",
+        "seed range": f"{100 * errors.low:.2f}-{100 * errors.high:.2f}%",
+        "vs previous step": "",
+        "test misses": f"{statistics.fmean(misses):.1f} ({min(misses)}-{max(misses)})",
+        "train error": f"{100 * statistics.fmean(record.train_errors):.2f}%",
+        "time per run": _duration(record.seconds),
+        "DSP board": _duration(dsp_seconds(record.recipe, TRAIN_DIGITS)),
+        "Karpathy 2022 (MNIST stand-in)": f"{100 * his_error:.2f}% ({his_label}, one seed)"}
 
 
 def _chosen(study: Study, step: str) -> dict[str, Any]:
     return next(sel.choice for sel in study.selections if sel.step == step)
 
 
-def step_table(study: Study) -> pd.DataFrame:
-    """The rows as a pandas DataFrame (pandas comes with the book's extras)."""
-    return pd.DataFrame(step_rows(study)).set_index("step")
+def step_table(study: Study, record: KarpathyRecord | None = None) -> pd.DataFrame:
+    """The rows as a pandas DataFrame (pandas comes with the book's extras); ``record``:
+    Karpathy's final recipe as a last row."""
+    return pd.DataFrame(step_rows(study, record)).set_index("step")
 
 
 def selection_rows(study: Study) -> list[dict[str, str]]:
@@ -191,7 +217,24 @@ def plot_curves(study: Study) -> Any:
 # --- plain text -------------------------------------------------------------------------------
 
 
-def report(study: Study) -> str:
+def karpathy_report(record: KarpathyRecord) -> str:
+    """Karpathy's final recipe on the paper's digits, seed by seed, as plain text."""
+    lines = [f"{KARPATHY_CHANGE}, {record.recipe.passes} passes, on the paper's digits "
+             f"(code {record.code_key}):"]
+    for seed, history in zip(record.seeds, record.histories):
+        final = history.final
+        lines.append(f"  seed {seed}: test {final.test.misses} misses "
+                     f"({100 * final.test.error:.2f}%), train {final.train.misses} misses "
+                     f"({100 * final.train.error:.2f}%)")
+    his_label, his_error = KARPATHY_PATH["relu_dropout"]
+    spread = record.test_spread
+    lines.append(f"  mean {100 * spread.mean:.2f} ± {100 * spread.std:.2f}% over "
+                 f"{len(record.seeds)} seeds; he reports {100 * his_error:.2f}% on his MNIST "
+                 f"stand-in ({his_label}, one seed)")
+    return "\n".join(lines)
+
+
+def report(study: Study, record: KarpathyRecord | None = None) -> str:
     """The study's tables and its final recipe, as plain text."""
     best = study.final()
     final = (f"final recipe: step {best.index} ({best.label}): {100 * best.mean:.2f} ± "
@@ -199,5 +242,5 @@ def report(study: Study) -> str:
              f"{100 * best.high:.2f}%, {best.mean_misses:.1f} misses of {best.test_count}")
     compute = (f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
                f"{study.fresh_seconds:.0f} s; online engine: {study.engine}")
-    return "\n\n".join([format_rows(step_rows(study)), format_rows(selection_rows(study)),
-                        final + "\n" + compute])
+    return "\n\n".join([format_rows(step_rows(study, record)),
+                        format_rows(selection_rows(study)), final + "\n" + compute])

@@ -44,7 +44,7 @@ from .online import History, Metrics, PassRecord, loss_per_pattern, metrics_of, 
 
 LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear", "linear_to_third")
 
 
 def _gives_logits(model: nn.Module) -> bool:
@@ -131,9 +131,14 @@ class ModernConfig:
     """Everything :func:`train_minibatch` does, besides the network itself.
 
     ``weight_decay`` applies to weights only, never biases (LeNet-1's 960 unshared hidden
-    biases would otherwise be pulled to 0 for no reason); AdamW decouples it (the step is
-    ``w -= lr * weight_decay * w``), SGD adds it to the gradient. The schedule multiplies ``lr``
-    by a factor computed before every step t of T: 1, (1 + cos(pi t / T)) / 2, or 1 - t / T.
+    biases would otherwise be pulled to 0 for no reason), unless ``decay_biases`` (as
+    ``torch.optim.AdamW`` given every parameter does, Karpathy's modern recipe); AdamW
+    decouples it (the step is ``w -= lr * weight_decay * w``), SGD adds it to the gradient. The
+    schedule multiplies ``lr`` by a factor computed before every step t of T: 1,
+    (1 + cos(pi t / T)) / 2, or 1 - t / T; ``linear_to_third`` holds it for a pass and goes
+    from 1 in the first pass p = 0 to 1/3 in the last, p = P - 1, as Karpathy's modern recipe
+    does: (1 - a) lr + a lr / 3 with a = p / (P - 1). ``wrap``: the shifts are circular (see
+    :func:`lenet1.augment.translate`).
     ``ema``: if > 0, the decay of a weight average that is evaluated instead of the raw
     network, and copied into it when training ends. ``seed`` decides the order of the
     patterns, the augmentation and dropout (not the initial weights: the network brings them).
@@ -153,6 +158,8 @@ class ModernConfig:
     rotate: float = 0.0
     scale: float = 0.0
     ema: float = 0.0
+    wrap: bool = False
+    decay_biases: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -175,15 +182,21 @@ class ModernConfig:
         _whole(self.seed, "seed", 0)
         if not (self.ema == 0.0 or 0.0 < self.ema < 1.0):
             raise ValueError(f"ema must be 0 (off) or lie in (0, 1), got {self.ema}")
-        self.augmentation()  # raises on bad translate / rotate / scale
+        if not isinstance(self.decay_biases, bool):
+            raise ValueError(f"decay_biases must be True or False, got {self.decay_biases!r}")
+        self.augmentation()  # raises on bad translate / rotate / scale / wrap
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(self.translate, self.rotate, self.scale)
+        return Augmentation(self.translate, self.rotate, self.scale, self.wrap)
 
     def lr_at(self, step: int, total: int) -> float:
         """The learning rate of step ``step`` (0-based) of ``total``."""
         if self.schedule == "constant" or total == 0:
             return self.lr
+        if self.schedule == "linear_to_third":
+            done = step * self.passes // total  # the passes before this step's
+            alpha = done / (self.passes - 1) if self.passes > 1 else 0.0
+            return (1 - alpha) * self.lr + alpha * (self.lr / 3)
         fraction = step / total
         if self.schedule == "cosine":
             return self.lr * 0.5 * (1 + math.cos(math.pi * fraction))
@@ -229,7 +242,8 @@ def make_optimizer(model: nn.Module, config: ModernConfig) -> torch.optim.Optimi
     weights = [p for name, p in model.named_parameters() if not name.endswith("bias")]
     biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
     groups = [{"params": weights, "weight_decay": config.weight_decay},
-              {"params": biases, "weight_decay": 0.0}]
+              {"params": biases,
+               "weight_decay": config.weight_decay if config.decay_biases else 0.0}]
     # foreach=False: one code path whatever the machine, for bit-for-bit repeatability.
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, foreach=False)

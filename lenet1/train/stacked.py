@@ -58,7 +58,7 @@ def stack_key(model: ModernLeNet1, config: ModernConfig) -> tuple[object, ...]:
     """What members of one stack must share (see the module's docstring)."""
     return (model.unit, model.output, model.dropout, model.h2_background,
             tuple(model.table.flatten().tolist()), config.loss, config.optimizer,
-            config.batch_size, config.passes)
+            config.batch_size, config.passes, config.decay_biases)
 
 
 @dataclass
@@ -143,7 +143,9 @@ class _Optimizer:
         self.configs = configs
         self.params = list(params.values())
         assert list(params) == list(WEIGHTS + BIASES)
-        self.weights = [params[name] for name in WEIGHTS]  # the decayed ones
+        # The decayed tensors: the weights, and the biases too if the members say so.
+        self.weights = [params[name] for name in
+                        (WEIGHTS + BIASES if configs[0].decay_biases else WEIGHTS)]
         self.kind = configs[0].optimizer
         self.steps = 0
         self.state: list[list[Tensor]] = []
@@ -165,7 +167,7 @@ class _Optimizer:
         if any(self.decays):
             # grad + decay * p, for the weights only; addcmul rounds as add(alpha=) does, fused.
             decays = _per_member(self.decays, self.weights)
-            for j, weight in enumerate(self.weights):  # the weights come first in params
+            for j, weight in enumerate(self.weights):  # params' first tensors, in order
                 grads[j] = grads[j].addcmul(weight, decays[j])
         if not self.state:
             self.state = [[g.clone() for g in grads]]
@@ -215,8 +217,8 @@ def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
     keys = {stack_key(m, c) for m, c in zip(models, configs)}
     if len(keys) > 1:
         raise ValueError("the networks of a stack must share their units, output layer, "
-                         "loss, optimiser, mini-batch size, passes, dropout and connection "
-                         "table")
+                         "loss, optimiser, mini-batch size, passes, dropout, connection "
+                         "table and which tensors decay")
     check_images(train.images)
     if len(train) == 0:
         raise ValueError("the training set is empty")
@@ -224,10 +226,13 @@ def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
 
 @on_one_thread
 def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
-                  configs: Sequence[ModernConfig], record_every: bool = True
-                  ) -> list[StackedRun]:
+                  configs: Sequence[ModernConfig], record_every: bool = True,
+                  until: int | None = None) -> list[StackedRun]:
     """Train each ``models[i]`` in place as ``train_minibatch(models[i], train, test,
     configs[i], record_every=record_every)`` would, all in one stack.
+
+    ``until``: stop after that many passes (each evaluated), the schedule still that of the
+    configs' passes: the beginning of a long run, to check it against a record of the whole.
 
     Each member's history has the figures its network gets alone (to float32 rounding). A
     member whose
@@ -236,6 +241,10 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     evaluated with, which are not usable.
     """
     _check(models, configs, train)
+    if until is not None and (isinstance(until, bool) or not isinstance(until, int)
+                              or not 1 <= until <= configs[0].passes):
+        raise ValueError(f"until must be a number of passes in 1..{configs[0].passes}, "
+                         f"got {until!r}")
     k = len(models)
     stack = _Stack(models)
     params = stack.params
@@ -273,10 +282,10 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             if not math.isfinite(train_loss):
                 diverged[i] = True
 
-    if record_every or passes == 0:
+    if record_every or passes == 0 or until is not None:
         record(0)
     step = 0
-    for pass_index in range(1, passes + 1):
+    for pass_index in range(1, (until or passes) + 1):
         orders = [torch.randperm(len(train), generator=s[0]) if c.shuffle
                   else torch.arange(len(train)) for c, s in zip(configs, streams)]
         for begin in range(0, len(train), batch_size):
@@ -303,7 +312,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                     for name, average in averages.items():
                         average.lerp_(params[name], ema_weights[name])
             step += 1
-        if record_every or pass_index == passes:
+        if record_every or pass_index == passes or until is not None:
             record(pass_index)
         else:
             finite = torch.isfinite(losses.detach()).tolist()

@@ -79,7 +79,7 @@ class KarpathyRecord:
 
     @property
     def test_spread(self) -> Spread:
-        """The test error over the seeds: mean, standard deviation and range."""
+        """The test error over the seeds (mean, standard deviation and range)."""
         return Spread.of(self.test_errors)
 
 

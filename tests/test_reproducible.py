@@ -18,9 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lenet1.experiments import cache
-from lenet1.experiments.executors import DaskCluster, InProcess, Processes, run_task
+from lenet1.experiments.executors import (
+    WORKER_ENVIRONMENT,
+    DaskCluster,
+    InProcess,
+    Processes,
+    run_task,
+)
 from lenet1.experiments.modern import QUICK_SEEDS, run_study
 from lenet1.experiments.paper import run_all
 from lenet1.experiments.recipes import QUICK, study_sets
@@ -240,6 +247,22 @@ def test_a_worker_refuses_a_study_keyed_by_other_code(cluster):
 
 def _echo(context, task, threads):
     return task
+
+
+def _malloc_setting() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_keep_glibcs_adaptive_allocator(cluster):
+    # Dask's nanny would start them with MALLOC_TRIM_THRESHOLD_ set, which halves the online
+    # replicas' speed (every large array mapped afresh); the local cluster unsets it.
+    settings = cluster.client.run(_malloc_setting)
+    assert len(settings) == 2 and set(settings.values()) == {None}
+    # The configuration the README gives `dask worker` says the same.
+    config = yaml.safe_load((ROOT / "dask" / "lenet1.yaml").read_text())
+    environ = config["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {f"distributed.nanny.pre-spawn-environ.{k}": v
+            for k, v in environ.items()} == WORKER_ENVIRONMENT
 
 
 def test_a_bad_scheduler_is_a_clear_error():

@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenet1.augment import Augmentation, affine, random_affine, random_translate, translate
+from lenet1.augment import (
+    Augmentation,
+    affine,
+    elastic,
+    random_affine,
+    random_elastic,
+    random_translate,
+    smooth_field,
+    translate,
+)
 from lenet1.nets import ShapeError
 
 from .conftest import random_images
@@ -110,7 +119,49 @@ def test_unchecked_augmentation_draws_and_gives_the_same():
                        Augmentation(translate=2)(images, torch.Generator().manual_seed(1)))
 
 
+def test_a_uniform_elastic_field_is_a_translation():
+    # Every pixel moved by the same whole number of pixels: the image read one pixel off,
+    # which is what translate does the other way round.
+    images = random_images(4)
+    field = torch.zeros(4, 2, 16, 16)
+    field[:, 0] = 1.0  # read at x + 1: the content moves one pixel left
+    field[:, 1] = -2.0  # read at y - 2: two pixels down
+    assert torch.allclose(elastic(images, field), translate(images, -1, 2), atol=1e-6)
+    assert torch.allclose(elastic(images, torch.zeros(4, 2, 16, 16)), images, atol=1e-6)
+
+
+def test_elastic_fields_are_smooth_and_their_strength_scales_them():
+    noise = torch.rand((200, 2, 16, 16), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    smooth = smooth_field(noise)
+    # Smoothing makes neighbours move alike: the field changes far less from one pixel to the
+    # next than the noise does.
+    def step(f: torch.Tensor) -> float:
+        return float((f[..., 1:] - f[..., :-1]).abs().mean())
+    assert step(smooth) < 0.2 * step(noise)
+    images = random_images(8)
+    weak = random_elastic(images, 2.0, torch.Generator().manual_seed(3))
+    strong = random_elastic(images, 16.0, torch.Generator().manual_seed(3))
+    assert float((weak - images).abs().mean()) < float((strong - images).abs().mean())
+    assert float(strong.min()) >= -1.0 and float(strong.max()) <= 1.0
+    assert torch.equal(strong, random_elastic(images, 16.0, torch.Generator().manual_seed(3)))
+
+
+def test_elastic_augmentation_comes_last_and_draws_from_the_same_generator():
+    images = random_images(6)
+    both = Augmentation(translate=1, elastic=8.0)
+    assert both.active and Augmentation(elastic=4.0).active
+    first, second = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    expected = random_elastic(random_translate(images, 1, second), 8.0, second)
+    assert torch.equal(both(images, first), expected)
+
+
 @pytest.mark.parametrize("call", [
+    lambda x: elastic(x, torch.zeros(len(x), 2, 16, 15)),
+    lambda x: elastic(x, torch.zeros(len(x), 2, 16, 16, dtype=torch.float64)),
+    lambda x: elastic(x, torch.full((len(x), 2, 16, 16), float("nan"))),
+    lambda x: random_elastic(x, -1.0, torch.Generator()),
+    lambda x: random_elastic(x, 4.0, torch.Generator(), sigma=0.0),
+    lambda x: Augmentation(elastic=float("inf")),
     lambda x: translate(x, 1.5, 0),
     lambda x: translate(x, 17, 0),
     lambda x: translate(x, torch.tensor([1, 2]), 0),

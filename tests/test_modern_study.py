@@ -92,6 +92,12 @@ def test_the_steps_issue_6_asks_for_are_there():
     beyond = [step for step in STEPS[STEPS.index(next(s for s in STEPS
                                                        if s.name == "relu_dropout")) + 1:]]
     assert beyond and all(step.choices for step in beyond)  # chosen on validation
+    more = next(step for step in STEPS if step.name == "more")
+    assert {"elastic": 8.0} in more.choices and {"ema": 0.999} in more.choices
+    # The longer schedule is a pure selection: the 30 passes before it compete.
+    longer = next(step for step in STEPS if step.name == "longer")
+    assert not longer.changes and path["longer"].passes == 80 > path["more"].passes
+    assert STEPS[-1].name == "tta"
 
 
 def test_recipe_validation():
@@ -185,8 +191,12 @@ def test_test_time_augmentation_reuses_the_trained_weights(tmp_path):
     sets = _sets()
     runner = Runner(tmp_path, sets, Scale())
     plain = runner.run(MINI, 0, "test")
+    trained = sorted(tmp_path.rglob("weights.safetensors"))
     shifted = runner.run(MINI.changed({"tta": 1}), 0, "test")
-    assert shifted.path == plain.path and not shifted.fresh
+    # The same stored network, trained once (by this runner: fresh) and read again.
+    assert shifted.path == plain.path and shifted.fresh
+    assert sorted(tmp_path.rglob("weights.safetensors")) == trained
+    assert not Runner(tmp_path, sets, Scale()).run(MINI.changed({"tta": 1}), 0, "test").fresh
     model = MINI.network()
     from safetensors.torch import load_file
 
@@ -222,7 +232,24 @@ def test_run_all_trains_each_stack_once_and_logs_progress(tmp_path, monkeypatch)
     # The validation run records its last pass only; the test run every pass.
     assert [r.pass_index for r in results[2].history.passes] == [MINI.passes]
     assert [r.pass_index for r in results[0].history.passes] == list(range(MINI.passes + 1))
-    assert not any(r.fresh for r in runner.run_all(jobs))
+    again = runner.run_all(jobs)  # nothing trained twice; fresh: trained by this runner
+    assert len(trained) == 2 and all(r.fresh for r in again)
+    assert not any(r.fresh for r in Runner(tmp_path, _sets(), Scale(test_block=2)).run_all(jobs))
+
+
+def test_test_stacks_may_record_the_training_set_at_the_end_only(tmp_path):
+    full = Runner(tmp_path, _sets(), Scale(test_block=2)).run(MINI, 0, "test")
+    runner = Runner(tmp_path, _sets(), Scale(test_block=2), train_curves=False)
+    lean = runner.run(MINI, 0, "test")
+    assert lean.path != full.path  # another entry: its history differs
+    assert runner.stack(MINI, 0, "validation").train_curves  # validation: its end only anyway
+    passes = lean.history.passes
+    assert [r.pass_index for r in passes] == list(range(MINI.passes + 1))
+    assert all(math.isnan(r.train.error) and r.train.count == 0 for r in passes[:-1])
+    # The test curve and the end are the same network's either way (the same stack).
+    assert [r.test for r in passes] == [r.test for r in full.history.passes]
+    assert passes[-1].train == full.history.passes[-1].train
+    assert lean.train == full.train and lean.test == full.test
 
 
 def test_a_runs_stack_is_its_recipe_on_a_fixed_block_of_seeds():
@@ -359,6 +386,21 @@ def test_format_rows_aligns_columns():
 # --- the whole study, quickly --------------------------------------------------------------------
 
 
+def test_on_test_reads_a_validation_network_on_the_test_digits(tmp_path):
+    sets = _sets()
+    recipe = MINI.changed({"tta": 1})
+    with Runner(tmp_path, sets, QUICK) as runner:
+        judged = runner.run_candidates([recipe], (0,), "validation")[0]
+        tested = runner.run(recipe, 0, "test")
+        figures = runner.on_test(judged)
+        with pytest.raises(ValueError, match="validation"):
+            runner.on_test(tested)
+    network = study_module.load_network(judged)
+    test = sets["test"][1]
+    expected = metrics_of(predict_shifted(network, test.images, 1), test.labels)
+    assert figures == expected and figures.count == len(test)
+
+
 @requires_data
 def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     tiny = Scale(train_size=100, max_passes=1, selection_seeds=1, test_block=2)
@@ -385,6 +427,37 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     again = run_study((0, 1), scale=tiny, root=tmp_path)
     assert again.fresh_seconds == 0 and not any(r.fresh for r in again.runs)
     assert [s.test_errors for s in again.steps] == [s.test_errors for s in study.steps]
+    # Every step's recipe has validation runs on the selection seed, with the same networks'
+    # test figures: a choice step's chosen candidate, else trained for the step.
+    for s, sel_step in ((s, s.name) for s in study.steps):
+        assert s.validation_seeds == (0,) and len(s.validation_runs) == 1
+        run = s.validation_runs[0]
+        assert run.evaluation == "validation" and run.recipe == s.recipe
+        assert s.validation_errors == (run.test.error,)
+        assert 0 <= s.validation_test_errors[0] <= 1
+        assert math.isclose(s.validation_gap, s.validation_test_errors[0] - run.test.error)
+    for sel in study.selections:
+        assert len(sel.test_errors) == len(sel.candidates)
+        step = next(s for s in study.steps if s.name == sel.step)
+        assert sel.test_errors[sel.chosen] == step.validation_test_errors
+    assert len(report_module.gap_rows(study)) == len(STEPS)
+    assert "test minus validation" in report_module.report(study)
     pytest.importorskip("matplotlib")
-    report_module.plot_path(study)
+    report_module.plot_path(study, goal=0.025)
     report_module.plot_curves(study)
+    report_module.plot_validation_test(study, goal=0.025)
+    # The final step's networks, digit by digit.
+    hard = study_module.difficulty(study)
+    assert hard.seeds == (0, 1) and hard.validation_seeds == (0,)
+    assert hard.test_predictions.shape == (2, 2007) and hard.validation_predictions.shape == (1, 20)
+    final = study.final()
+    assert [int(m) for m in hard.test_misses.sum(axis=1)] == list(final.test_misses)
+    assert hard.held_out_test_misses.mean() == pytest.approx(final.validation_test_errors[0])
+    assert hard.validation_misses.mean() == pytest.approx(final.validation_errors[0])
+    assert all(hard.test_misses[:, i].all() for i in hard.missed_by_all())
+    assert 0 <= hard.ensemble_error <= 1
+    table = report_module.class_table(hard)
+    assert list(table.index) == list(range(10)) and table["test digits"].sum() == 2007
+    from lenet1.data import load
+
+    report_module.plot_hardest(hard, load("usps").test.images.numpy())

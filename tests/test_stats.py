@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lenet1.experiments.stats import bootstrap, equivalence, paired, prediction_interval, welch
+from lenet1.experiments.stats import (
+    bootstrap,
+    equivalence,
+    one_sample,
+    paired,
+    prediction_interval,
+    welch,
+)
 
 A = [5.1, 5.6, 5.3, 5.9, 5.4, 5.8, 5.2, 5.5]
 B = [5.0, 5.3, 5.6, 5.2, 5.1, 5.7, 4.9, 5.4]
@@ -32,6 +39,18 @@ def test_paired_agrees_with_scipy() -> None:
     assert (result.low, result.high) == pytest.approx((interval.low, interval.high))
     with pytest.raises(ValueError, match="same length"):
         paired(A, B[:-1])
+
+
+def test_one_sample_agrees_with_scipy() -> None:
+    result = one_sample(A, 0.3, level=0.9)
+    reference = sps.ttest_1samp(A, 0.3)
+    assert result.p == pytest.approx(reference.pvalue) and result.df == len(A) - 1
+    interval = reference.confidence_interval(0.9)
+    assert (result.low + 0.3, result.high + 0.3) == pytest.approx((interval.low, interval.high))
+    assert result.difference == pytest.approx(sum(A) / len(A) - 0.3)
+    for bad in (float("nan"), True, "0.3"):
+        with pytest.raises(ValueError, match="reference"):
+            one_sample(A, bad)  # type: ignore[arg-type]
 
 
 def test_a_clear_difference_excludes_zero_and_a_null_one_does_not() -> None:
@@ -102,3 +121,13 @@ def test_prediction_interval_is_wider_than_the_mean_s() -> None:
     assert (low, high) == pytest.approx((mean - t * std * math.sqrt(1 + 1 / 8),
                                          mean + t * std * math.sqrt(1 + 1 / 8)))
     assert high - low > 2 * t * std / math.sqrt(8)
+
+
+def test_effect_words_follow_the_interval() -> None:
+    from lenet1.report.compare import effect_words, interval_text
+
+    lower = [x - 1.0 for x in A]
+    assert effect_words(paired(lower, A)).startswith("lowers it")
+    assert effect_words(paired(A, lower), raises="adds to").startswith("adds to it")
+    assert "cannot tell" in effect_words(paired(A, A))
+    assert interval_text(paired(lower, A)).startswith("-100.00 points (95% interval")

@@ -230,11 +230,15 @@ class Stack:
     ``tta`` 0) on each of ``seeds``, judged on ``evaluation`` (``"test"``, or
     ``"validation"``: the held-out part of the training digits). The recipes share their
     shape (:meth:`Recipe.shape`). An online recipe is always a stack of one seed: the compiled
-    engine gives a network the same numbers alone or beside others."""
+    engine gives a network the same numbers alone or beside others. A test stack records both
+    sets after every pass; with ``train_curves=False`` a mini-batch one records the training
+    set's figures after the last pass only (the test curve is what the book draws, and the
+    training set costs four times as much to read)."""
 
     recipes: tuple[Recipe, ...]
     seeds: tuple[int, ...]
     evaluation: str
+    train_curves: bool = True
 
     def __post_init__(self) -> None:
         if self.evaluation not in EVALUATIONS:
@@ -273,6 +277,8 @@ class Stack:
             spec["validation"] = [VALIDATION_FRACTION, VALIDATION_SEED]
         if self.recipe.trainer == "online":
             spec["engine"] = "fast"
+        if not self.train_curves:
+            spec["train_curves"] = False
         return spec
 
     def label(self) -> str:
@@ -288,16 +294,19 @@ def trained_recipe(recipe: Recipe, scale: Scale) -> Recipe:
     return dataclasses.replace(recipe.capped(scale.max_passes), tta=0)
 
 
-def stack_of(recipe: Recipe, seed: int, evaluation: str, scale: Scale) -> Stack:
+def stack_of(recipe: Recipe, seed: int, evaluation: str, scale: Scale,
+             train_curves: bool = True) -> Stack:
     """The stack that trains ``recipe`` on ``seed`` when it is asked for alone: the trained
     recipe (:func:`trained_recipe`) on the block of ``scale.block(evaluation)`` seeds that
-    holds ``seed`` (blocks start at 0: 0-4, 5-9, ...)."""
+    holds ``seed`` (blocks start at 0: 0-4, 5-9, ...); ``train_curves``: see :class:`Stack`
+    (a test stack of mini-batch networks only)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"a seed is a whole number >= 0, got {seed!r}")
     trained = trained_recipe(recipe, scale)
     size = 1 if trained.trainer == "online" else scale.block(evaluation)
     first = seed - seed % size
-    return Stack((trained,), tuple(range(first, first + size)), evaluation)
+    curves = train_curves or evaluation != "test" or trained.trainer == "online"
+    return Stack((trained,), tuple(range(first, first + size)), evaluation, curves)
 
 
 def candidate_stacks(recipes: Sequence[Recipe], seeds: Sequence[int], evaluation: str,
@@ -370,7 +379,7 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
     else:
         runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
                              [recipe.modern_config(seed) for _, recipe, seed in members],
-                             record_every=every, until=until)
+                             record_every=every, until=until, train_every=stack.train_curves)
         outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged) for r in runs]
     return [Trained(index, seed, history, diverged,
                     None if diverged else {k: v.detach().contiguous()

@@ -235,6 +235,18 @@ def paired(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> Diffe
     return _t_test("paired t", float(d.mean()), se, float(len(d) - 1), level, (len(d), len(d)))
 
 
+def one_sample(values: Iterable[float], reference: float, level: float = 0.95) -> Difference:
+    """The one-sample t-test of ``mean(values) - reference`` (a fixed figure, such as a target
+    error): the difference, its ``level`` confidence interval and the two-sided p-value."""
+    x = _floats(values, "values")
+    if isinstance(reference, bool) or not isinstance(reference, (int, float)) \
+            or not math.isfinite(reference):
+        raise ValueError(f"reference must be a finite number, got {reference!r}")
+    se = float(x.std(ddof=1)) / math.sqrt(len(x))
+    return _t_test("one-sample t", float(x.mean()) - reference, se, float(len(x) - 1), level,
+                   (len(x), 1))
+
+
 def bootstrap(a: Iterable[float], b: Iterable[float], level: float = 0.95,
               resamples: int = 10_000, seed: int = 0, pair: bool = False) -> Difference:
     """A percentile bootstrap interval of ``mean(a) - mean(b)``: each sample resampled with

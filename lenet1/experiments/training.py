@@ -274,7 +274,7 @@ class RunResult:
     """One trained network's figures. ``test`` is the evaluation set's (the test set, or the
     validation split), with test-time augmentation if the recipe asks for it; ``seconds`` is
     the wall time of its stack's training divided by the stack's networks, per-pass
-    evaluation included; ``fresh``: it was trained by this call rather than reloaded."""
+    evaluation included; ``fresh``: its runner trained it rather than reloaded it."""
 
     recipe: Recipe
     seed: int
@@ -315,8 +315,9 @@ class Runner:
     def __init__(self, root: str | Path | None, sets: Mapping[str, tuple[Digits, Digits]],
                  scale: Scale, log: Log | None = None, data_root: str | None = None,
                  workers: int = 1, code: str | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, train_curves: bool = True) -> None:
         self.root = cache.runs_root(root)
+        self.train_curves = train_curves  # see Stack: False records the test curve only
         # Taken once: every run of one study is keyed by the same code, even if the source
         # changes while it trains.
         self.code = code or cache.code_key()
@@ -327,6 +328,7 @@ class Runner:
         self.workers = workers
         self._executor = executor
         self._own: Executor | None = None
+        self._fresh: set[Stack] = set()  # the stacks this runner trained
 
     def __enter__(self) -> Runner:
         return self
@@ -337,7 +339,7 @@ class Runner:
             self._own = None
 
     def stack(self, recipe: Recipe, seed: int, evaluation: str) -> Stack:
-        return stack_of(recipe, seed, evaluation, self.scale)
+        return stack_of(recipe, seed, evaluation, self.scale, self.train_curves)
 
     def stack_folder(self, stack: Stack) -> Path:
         return cache.folder_of(self.KIND, stack.label(), stack.spec(self.scale), self.root,
@@ -354,11 +356,14 @@ class Runner:
             (folder / stack.member(index, seed) / name).is_file()
             for index, _, seed in stack.members for name in MEMBER_FILES)
 
-    def _train_missing(self, stacks: Sequence[Stack], what: str) -> set[Stack]:
+    def train_missing(self, stacks: Sequence[Stack], what: str = "") -> None:
+        """Train those of ``stacks`` the cache lacks, side by side (the longest first); the
+        ``run`` methods then reload them. For stacks of several kinds that should share the
+        workers, e.g. a study's test runs and its last validation runs."""
         missing = [stack for stack in dict.fromkeys(stacks) if not self._complete(stack)]
         if missing:
             self._train(missing, what)
-        return set(missing)
+            self._fresh.update(missing)
 
     def run_all(self, jobs: Sequence[tuple[Recipe, int, str]], what: str = ""
                 ) -> list[RunResult]:
@@ -367,9 +372,8 @@ class Runner:
         for _, _, evaluation in jobs:
             self._check_evaluation(evaluation)
         stacks = [self.stack(*job) for job in jobs]
-        fresh = self._train_missing(stacks, what)
-        return [self._read(stack, 0, recipe, seed, stack in fresh)
-                for stack, (recipe, seed, _) in zip(stacks, jobs)]
+        self.train_missing(stacks, what)
+        return [self._read(stack, 0, recipe, seed) for stack, (recipe, seed, _) in zip(stacks, jobs)]
 
     def run_candidates(self, candidates: Sequence[Recipe], seeds: Sequence[int],
                        evaluation: str, what: str = "") -> list[RunResult]:
@@ -378,8 +382,8 @@ class Runner:
         (:func:`~lenet1.experiments.recipes.candidate_stacks`), keyed by all of them, so these
         numbers are those of this set of candidates, whoever asks for them."""
         self._check_evaluation(evaluation)
-        stacks = candidate_stacks(candidates, seeds, evaluation, self.scale)
-        fresh = self._train_missing(stacks, what)
+        stacks = self.candidate_stacks(candidates, seeds, evaluation)
+        self.train_missing(stacks, what)
         where: dict[tuple[Recipe, int], tuple[Stack, int]] = {
             (recipe, seed): (stack, index) for stack in stacks
             for index, recipe, seed in stack.members}
@@ -387,20 +391,38 @@ class Runner:
         for candidate in candidates:
             for seed in seeds:
                 stack, index = where[(trained_recipe(candidate, self.scale), seed)]
-                results.append(self._read(stack, index, candidate, seed, stack in fresh))
+                results.append(self._read(stack, index, candidate, seed))
         return results
+
+    def candidate_stacks(self, candidates: Sequence[Recipe], seeds: Sequence[int],
+                         evaluation: str) -> list[Stack]:
+        """The stacks :meth:`run_candidates` trains for these candidates and seeds."""
+        return candidate_stacks(candidates, seeds, evaluation, self.scale)
 
     def run(self, recipe: Recipe, seed: int, evaluation: str) -> RunResult:
         """One run, trained (in its stack, :func:`~lenet1.experiments.recipes.stack_of`) or
         reloaded."""
         self._check_evaluation(evaluation)
         stack = self.stack(recipe, seed, evaluation)
-        fresh = self._train_missing([stack], "")
-        return self._read(stack, 0, recipe, seed, stack in fresh)
+        self.train_missing([stack])
+        return self._read(stack, 0, recipe, seed)
 
-    def _read(self, stack: Stack, index: int, recipe: Recipe, seed: int,
-              fresh: bool) -> RunResult:
+    def on_test(self, result: RunResult) -> Metrics:
+        """The figures on the test digits of a network judged on the validation split (read
+        as its recipe reads, test-time shifts included): the same network on both held-out
+        sets, to compare them. Never an input to a choice."""
+        if result.evaluation != "validation" or result.path is None:
+            raise ValueError("on_test is for stored runs judged on the validation split")
+        test = self.sets["test"][1]
+        if result.diverged:
+            return Metrics(math.nan, 1.0, len(test), len(test))
+        model = result.recipe.network()
+        model.load_state_dict(load_file(str(result.path / "weights.safetensors")))
+        return final_metrics(result.recipe, model, test)
+
+    def _read(self, stack: Stack, index: int, recipe: Recipe, seed: int) -> RunResult:
         """A stored network's result; ``recipe`` may add test-time augmentation."""
+        fresh = stack in self._fresh
         evaluation = stack.evaluation
         recipe = recipe.capped(self.scale.max_passes)
         train, judged = self.sets[evaluation]
@@ -477,5 +499,6 @@ def _expected_cost(recipe: Recipe) -> float:
     """A run's relative training time, for ordering only: passes, the compiled online pass
     about twice as fast a pass as a mini-batch one, augmentation a little dearer."""
     speed = 0.5 if recipe.trainer == "online" else 1.0
-    extra = 1.2 if (recipe.translate or recipe.rotate or recipe.scale or recipe.dropout) else 1.0
+    extra = 1.2 if (recipe.translate or recipe.rotate or recipe.scale or recipe.elastic
+                     or recipe.dropout) else 1.0
     return recipe.passes * speed * extra

@@ -80,4 +80,14 @@ def interval_text(result: Difference | Equivalence, scale: float = 100.0, digits
             f"{result.low * scale:+.{digits}f} to {result.high * scale:+.{digits}f})")
 
 
-__all__ = ["Row", "comparison_table", "interval_text", "verdict"]
+def effect_words(result: Difference, lowers: str = "lowers", raises: str = "raises") -> str:
+    """A change's direction in words, as far as its test settles it: ``lowers`` or ``raises``
+    (the interval lies wholly below or above 0), else that the test cannot tell it from 0."""
+    if result.high < 0:
+        return f"{lowers} it (the interval lies below 0)"
+    if result.low > 0:
+        return f"{raises} it (the interval lies above 0)"
+    return "changes it by an amount these seeds cannot tell from 0"
+
+
+__all__ = ["Row", "comparison_table", "effect_words", "interval_text", "verdict"]

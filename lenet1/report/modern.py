@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..experiments.karpathy import KarpathyRecord
-from ..experiments.modern import Study, describe, dsp_seconds
+from ..experiments.modern import Difficulty, Study, describe, dsp_seconds
 from ..experiments.recipes import PAPER_RECIPE
 from ..facts import KARPATHY_PATH, PAPER, PASSES, TRAIN_DIGITS, TRAINING_TIME
 from .plots import PAPER_COLOUR, TEST_COLOUR, TRAIN_COLOUR
@@ -87,17 +88,61 @@ def selection_rows(study: Study) -> list[dict[str, str]]:
     for sel in study.selections:
         for i, candidate in enumerate(sel.candidates):
             errors = [100 * e for e in sel.errors[i]]
+            tested = [100 * e for e in sel.test_errors[i]] if sel.test_errors else []
             rows.append({
                 "step": sel.step, "candidate": describe(candidate) if candidate else
                 "(previous recipe: kept if nothing beats it)",
                 "validation error": " / ".join(f"{e:.2f}%" for e in errors),
                 "mean": f"{statistics.fmean(errors):.2f}%",
-                "chosen": "yes" if i == sel.chosen else ""})
+                "chosen": "yes" if i == sel.chosen else "",
+                # Shown, never used: the choice is made before these are read.
+                "same networks on the test digits (not used)":
+                    f"{statistics.fmean(tested):.2f}%" if tested else ""})
     return rows
 
 
 def selection_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(selection_rows(study)).set_index(["step", "candidate"])
+
+
+def gap_rows(study: Study) -> list[dict[str, str]]:
+    """Every step's recipe trained without the validation digits, seed by seed: its error on
+    them and, the same networks, on the test digits."""
+    rows = []
+    for s in study.steps:
+        if not s.validation_errors:
+            continue
+        rows.append({
+            "step": f"{s.index} {s.label}",
+            "seeds": " ".join(str(seed) for seed in s.validation_seeds),
+            "validation error": " / ".join(f"{100 * e:.2f}%" for e in s.validation_errors),
+            "test error, same networks": " / ".join(f"{100 * e:.2f}%"
+                                                    for e in s.validation_test_errors),
+            "test minus validation": f"{100 * s.validation_gap:+.2f} points"})
+    return rows
+
+
+def gap_table(study: Study) -> pd.DataFrame:
+    return pd.DataFrame(gap_rows(study)).set_index("step")
+
+
+def class_table(difficulty: Difficulty) -> pd.DataFrame:
+    """Per class: the final recipe's validation error, the same networks' test error, and the
+    test runs' test error (means over seeds, %), with each set's digits of the class."""
+    def mean(rates: np.ndarray) -> np.ndarray:
+        return 100 * rates.mean(axis=0)
+
+    frame = pd.DataFrame({
+        "validation digits": np.bincount(difficulty.validation_labels, minlength=10),
+        "validation error (%)": mean(difficulty.validation_by_class()),
+        "test error, same networks (%)": mean(difficulty.held_out_test_by_class()),
+        "test digits": np.bincount(difficulty.test_labels, minlength=10),
+        "test error, all training digits (%)": mean(difficulty.test_by_class()),
+        "test misses, all training digits": [
+            difficulty.test_misses[:, difficulty.test_labels == c].sum(axis=1).mean()
+            for c in range(10)]})
+    frame.index.name = "class"
+    return frame.round(2)
 
 
 def _points(change: tuple[float, float] | None) -> str:
@@ -131,11 +176,11 @@ def format_rows(rows: Sequence[Mapping[str, str]]) -> str:
 # --- figures ----------------------------------------------------------------------------------
 
 
-def plot_path(study: Study) -> Any:
+def plot_path(study: Study, goal: float | None = None) -> Any:
     """Left: test error at every step, each seed a dot, the mean a line, with the paper's 5.0%
-    and Karpathy's reported path on his MNIST stand-in. Right: one thread's time per run on
-    this machine (a run's share of its stack) and the same arithmetic on the paper's DSP
-    board."""
+    and Karpathy's reported path on his MNIST stand-in (and ``goal``, a fraction, as a dotted
+    line). Right: one thread's time per run on this machine (a run's share of its stack) and
+    the same arithmetic on the paper's DSP board."""
     from matplotlib.figure import Figure
 
     steps = study.steps
@@ -149,6 +194,9 @@ def plot_path(study: Study) -> Any:
                     label=f"this book, mean of {len(study.seeds)} seeds (dots: each seed)")
     error_axes.plot([0], [100 * PAPER['lenet1']['test_error']], "*", color=PAPER_COLOUR, ms=13, zorder=4,
                     label="the paper, 1989 (reported)")
+    if goal is not None:
+        error_axes.axhline(100 * goal, color=PAPER_COLOUR, ls=":", lw=1, zorder=1,
+                           label=f"{100 * goal:g}%, called excellent by the data's distributors")
     his = [(s.index, 100 * s.karpathy[1]) for s in steps if s.karpathy]
     if his:
         error_axes.plot(*zip(*his), "--s", color=TRAIN_COLOUR, mfc="white", ms=6, zorder=3,
@@ -214,6 +262,62 @@ def plot_curves(study: Study) -> Any:
     return figure
 
 
+def plot_validation_test(study: Study, goal: float | None = None) -> Any:
+    """One panel per step: each validation run's error on the validation split (x) against the
+    same network's on the test digits (y), one dot per seed, the diagonal where the two would
+    agree; a dashed line at the step's mean test error of the networks trained on all the
+    training digits, and (``goal``, a fraction) a dotted line at a target test error."""
+    from matplotlib.figure import Figure
+
+    steps = [s for s in study.steps if s.validation_errors]
+    columns = min(5, len(steps))
+    rows = -(-len(steps) // columns)
+    figure = Figure(figsize=(2.1 * columns, 2.2 * rows + 0.4), layout="constrained",
+                    facecolor="white")
+    axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).flatten()
+    top = 1.1 * max(100 * max(*s.validation_test_errors, *s.validation_errors, s.mean)
+                    for s in steps)
+    for panel, s in zip(axes, steps):
+        panel.plot([0, top], [0, top], color="0.75", lw=0.8, zorder=1)
+        panel.axhline(100 * s.mean, color=TEST_COLOUR, ls="--", lw=0.9, zorder=1)
+        if goal is not None:
+            panel.axhline(100 * goal, color=PAPER_COLOUR, ls=":", lw=0.9, zorder=1)
+        panel.scatter([100 * e for e in s.validation_errors],
+                      [100 * e for e in s.validation_test_errors], s=22, color=TEST_COLOUR,
+                      zorder=3)
+        panel.set_title(f"{s.index} {s.label}", fontsize=9)
+        panel.set_xlim(0, top)
+        panel.set_ylim(0, top)
+        panel.grid(alpha=0.25)
+    for panel in axes[len(steps):]:
+        panel.set_visible(False)
+    figure.supxlabel("validation error (%), networks trained without the validation digits",
+                     fontsize=9)
+    figure.supylabel("test error (%), the same networks", fontsize=9)
+    return figure
+
+
+def plot_hardest(difficulty: Difficulty, images: Any, count: int = 24) -> Any:
+    """The test digits every seed of the final recipe misreads (up to ``count``), each with
+    its label and what most seeds read it as; ``images``: the test images (N, 1, 16,
+    16)."""
+    from matplotlib.figure import Figure
+
+    chosen = difficulty.missed_by_all()[:count]
+    columns = 12
+    rows = max(1, -(-len(chosen) // columns))
+    figure = Figure(figsize=(columns * 0.8, rows * 0.95), layout="constrained",
+                    facecolor="white")
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
+    for panel in axes:
+        panel.set_axis_off()
+    for panel, index in zip(axes, chosen):
+        panel.imshow(-images[index, 0], cmap="gray", vmin=-1, vmax=1)
+        read = np.bincount(difficulty.test_predictions[:, index], minlength=10).argmax()
+        panel.set_title(f"{difficulty.test_labels[index]} read {read}", fontsize=8)
+    return figure
+
+
 # --- plain text -------------------------------------------------------------------------------
 
 
@@ -243,4 +347,5 @@ def report(study: Study, record: KarpathyRecord | None = None) -> str:
     compute = (f"compute of every run: {study.compute_seconds:.0f} s; trained now: "
                f"{study.fresh_seconds:.0f} s; online engine: {study.engine}")
     return "\n\n".join([format_rows(step_rows(study, record)),
-                        format_rows(selection_rows(study)), final + "\n" + compute])
+                        format_rows(selection_rows(study)), format_rows(gap_rows(study)),
+                        final + "\n" + compute])

@@ -138,7 +138,8 @@ class ModernConfig:
     (1 + cos(pi t / T)) / 2, or 1 - t / T; ``linear_to_third`` holds it for a pass and goes
     from 1 in the first pass p = 0 to 1/3 in the last, p = P - 1, as Karpathy's modern recipe
     does: (1 - a) lr + a lr / 3 with a = p / (P - 1). ``wrap``: the shifts are circular (see
-    :func:`lenet1.augment.translate`).
+    :func:`lenet1.augment.translate`). ``elastic``: the strength in pixels of an elastic
+    distortion (:func:`lenet1.augment.random_elastic`), after the shifts, rotation and scaling.
     ``ema``: if > 0, the decay of a weight average that is evaluated instead of the raw
     network, and copied into it when training ends. ``seed`` decides the order of the
     patterns, the augmentation and dropout (not the initial weights: the network brings them).
@@ -159,6 +160,7 @@ class ModernConfig:
     scale: float = 0.0
     ema: float = 0.0
     wrap: bool = False
+    elastic: float = 0.0
     decay_biases: bool = False
     seed: int = 0
 
@@ -184,10 +186,10 @@ class ModernConfig:
             raise ValueError(f"ema must be 0 (off) or lie in (0, 1), got {self.ema}")
         if not isinstance(self.decay_biases, bool):
             raise ValueError(f"decay_biases must be True or False, got {self.decay_biases!r}")
-        self.augmentation()  # raises on bad translate / rotate / scale / wrap
+        self.augmentation()  # raises on bad translate / rotate / scale / wrap / elastic
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(self.translate, self.rotate, self.scale, self.wrap)
+        return Augmentation(self.translate, self.rotate, self.scale, self.wrap, self.elastic)
 
     def lr_at(self, step: int, total: int) -> float:
         """The learning rate of step ``step`` (0-based) of ``total``."""
@@ -201,6 +203,11 @@ class ModernConfig:
         if self.schedule == "cosine":
             return self.lr * 0.5 * (1 + math.cos(math.pi * fraction))
         return self.lr * (1 - fraction)
+
+
+#: The figures of a set that was not evaluated after a pass (NaN, no patterns), as in the
+#: records of a stack trained with ``train_every=False``.
+UNMEASURED = Metrics(math.nan, math.nan, 0, 0)
 
 
 @dataclass

@@ -46,7 +46,14 @@ from ..nets import (
     check_images,
 )
 from ..threads import on_one_thread
-from .minibatch import ModernConfig, ModernHistory, ModernRecord, _generator, evaluate_modern
+from .minibatch import (
+    UNMEASURED,
+    ModernConfig,
+    ModernHistory,
+    ModernRecord,
+    _generator,
+    evaluate_modern,
+)
 
 PAD = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
 WEIGHTS = ("h1_weight", "h2_weight", "h3_weight", "out_weight")
@@ -227,12 +234,15 @@ def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
 @on_one_thread
 def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                   configs: Sequence[ModernConfig], record_every: bool = True,
-                  until: int | None = None) -> list[StackedRun]:
+                  until: int | None = None, train_every: bool = True) -> list[StackedRun]:
     """Train each ``models[i]`` in place as ``train_minibatch(models[i], train, test,
     configs[i], record_every=record_every)`` would, all in one stack.
 
     ``until``: stop after that many passes (each evaluated), the schedule still that of the
     configs' passes: the beginning of a long run, to check it against a record of the whole.
+    ``train_every=False``: of the records before the last, the training set's figures are
+    :data:`~lenet1.train.minibatch.UNMEASURED` (its loss NaN); only the judged set is evaluated
+    after every pass (a curve of test error costs a fifth of one of both sets).
 
     Each member's history has the figures its network gets alone (to float32 rounding). A
     member whose
@@ -272,14 +282,18 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
         # Each member is evaluated in its own network, exactly as train_minibatch evaluates
         # (one network's operators on a whole set beat a stack's: measured).
         _load(models, judged(), [i for i in members if not diverged[i]])
+        last = pass_index == (until or passes)
         for i in members:
             if diverged[i]:
                 continue
-            train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
+            if train_every or last:
+                train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
+            else:
+                train_metrics, train_loss = UNMEASURED, math.nan
             test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind)
             histories[i].passes.append(ModernRecord(pass_index, train_metrics, test_metrics,
                                                     train_loss, test_loss, lrs[i]))
-            if not math.isfinite(train_loss):
+            if not math.isfinite(train_loss if train_every or last else test_loss):
                 diverged[i] = True
 
     if record_every or passes == 0 or until is not None:

@@ -131,3 +131,12 @@ def test_effect_words_follow_the_interval() -> None:
     assert effect_words(paired(A, lower), raises="adds to").startswith("adds to it")
     assert "cannot tell" in effect_words(paired(A, A))
     assert interval_text(paired(lower, A)).startswith("-100.00 points (95% interval")
+
+
+def test_listed_joins_words_as_a_sentence() -> None:
+    from lenet1.report.text import listed
+
+    assert listed(["a"]) == "a" and listed("ab") == "a and b"
+    assert listed(["0", "1", "7"]) == "0, 1 and 7"
+    with pytest.raises(ValueError):
+        listed([])

@@ -116,10 +116,10 @@ STEPS: tuple[Step, ...] = (
     Step("more", "chosen", "one more training change, chosen on validation",
          choices=({"translate": 2}, {"rotate": 10.0, "scale": 0.1}, {"elastic": 8.0},
                   {"label_smoothing": 0.1}, {"ema": 0.999}),
-         note="elastic distortions as Simard et al. (2003) draw them, scaled down to 16x16 "
-              "digits: a field of noise smoothed over 2 pixels, of strength 8 pixels"),
-    Step("longer", "80 passes", "the earlier reproductions' 80 passes instead of 30, kept if "
-         "they beat 30 on validation", choices=({"passes": 80},)),
+         note="elastic distortions as Simard et al. (2003) draw them: uniform noise "
+              "smoothed by a Gaussian of width 2 pixels, times a strength of 8"),
+    Step("longer", "80 passes", "the 80 passes of Karpathy's final recipe instead of 30, "
+         "kept if they beat 30 on validation", choices=({"passes": 80},)),
     Step("tta", "TTA", "test-time augmentation, chosen on validation",
          choices=({"tta": 1}, {"tta": 2})),
 )

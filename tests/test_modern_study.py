@@ -33,7 +33,7 @@ from lenet1.experiments.recipes import (
     initial_network,
     stack_of,
 )
-from lenet1.experiments.training import Runner, RunResult
+from lenet1.experiments.training import Runner, RunResult, load_network
 from lenet1.experiments.runs import RunConfig, make_model
 from lenet1.report.modern import format_rows
 from lenet1.train.minibatch import ModernHistory, ModernRecord, predict_shifted
@@ -395,7 +395,7 @@ def test_on_test_reads_a_validation_network_on_the_test_digits(tmp_path):
         figures = runner.on_test(judged)
         with pytest.raises(ValueError, match="validation"):
             runner.on_test(tested)
-    network = study_module.load_network(judged)
+    network = load_network(judged)
     test = sets["test"][1]
     expected = metrics_of(predict_shifted(network, test.images, 1), test.labels)
     assert figures == expected and figures.count == len(test)

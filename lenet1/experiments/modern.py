@@ -45,18 +45,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..accounting import multiply_adds
 from ..facts import KARPATHY_PATH
 from ..nets import ModernLeNet1
-from ..train.minibatch import place_coded, predict_shifted
-from ..train.online import Metrics, predict
+from ..train.online import Metrics
 from .executors import Executor, cluster_for
 from .recipes import FULL, PAPER_RECIPE, QUICK, Recipe, Scale, study_sets
 from .stats import per_class_errors, sample_std
-from .training import Runner, RunResult
+from .training import Runner, RunResult, load_network, read_outputs
 
 #: The seeds the study reports.
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -192,10 +190,16 @@ class StepSummary:
     karpathy: tuple[str, float] | None = None
     # The step's recipe trained on the rest of the training digits for the selection seeds,
     # judged on the validation split and, the same networks, on the test digits.
-    validation_seeds: tuple[int, ...] = ()
-    validation_errors: tuple[float, ...] = ()
     validation_test_errors: tuple[float, ...] = ()
     validation_runs: tuple[RunResult, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def validation_seeds(self) -> tuple[int, ...]:
+        return tuple(r.seed for r in self.validation_runs)
+
+    @property
+    def validation_errors(self) -> tuple[float, ...]:
+        return tuple(r.test.error for r in self.validation_runs)
 
     @property
     def validation_gap(self) -> float:
@@ -263,9 +267,7 @@ def summarise(index: int, step: Step, previous: Recipe | None, results: Sequence
         test_misses=tuple(r.test.misses for r in results), test_count=results[0].test.count,
         train_errors=tuple(r.train.error for r in results),
         seconds=tuple(r.seconds for r in results), dsp_seconds=dsp_seconds(recipe, patterns),
-        karpathy=step.karpathy, validation_seeds=tuple(r.seed for r, _ in validation),
-        validation_errors=tuple(r.test.error for r, _ in validation),
-        validation_test_errors=tuple(m.error for _, m in validation),
+        karpathy=step.karpathy, validation_test_errors=tuple(m.error for _, m in validation),
         validation_runs=tuple(r for r, _ in validation))
 
 
@@ -458,23 +460,6 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
 # --- where the final recipe fails ---------------------------------------------------------------
 
 
-def outputs_of(recipe: Recipe, model: nn.Module, images: Tensor) -> Tensor:
-    """A trained network's place-coded outputs as the study reads them (test-time shifts
-    averaged if the recipe asks for them)."""
-    if recipe.tta:
-        return predict_shifted(model, images, recipe.tta)
-    return place_coded(model, predict(model, images))
-
-
-def load_network(result: RunResult) -> nn.Module:
-    """The trained network of a stored run of the study."""
-    if result.path is None or result.diverged:
-        raise ValueError("only a stored run that did not diverge has a network")
-    model = result.recipe.network()
-    model.load_state_dict(load_file(str(result.path / "weights.safetensors")))
-    return model.eval()
-
-
 @dataclass(frozen=True)
 class Difficulty:
     """The final recipe's readings, digit by digit (class numbers, seeds x digits): its test
@@ -542,7 +527,7 @@ def difficulty(study: Study, data_root: str | None = None) -> Difficulty:
     test, validation = sets["test"][1], sets["validation"][1]
 
     def read(networks: Sequence[nn.Module], images: Tensor) -> tuple[np.ndarray, Tensor]:
-        outputs = [outputs_of(final.recipe, model, images) for model in networks]
+        outputs = [read_outputs(model, images, final.recipe.tta) for model in networks]
         return (np.stack([o.argmax(dim=1).numpy() for o in outputs]),
                 torch.stack(outputs).mean(dim=0))
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import Digits, load
-from ..train.minibatch import ModernHistory
-from ..train.online import History, Metrics, PassRecord
+from ..train.minibatch import ModernHistory, place_coded, predict_shifted
+from ..train.online import History, Metrics, PassRecord, predict
 from ..train.replicas import train_replicas
 from . import cache
 from .executors import Context, Executor, InProcess, Processes
@@ -291,6 +291,30 @@ class RunResult:
 MEMBER_FILES = ("history.json", "result.json")
 
 
+def network_of(recipe: Recipe, folder: Path) -> nn.Module:
+    """The trained network a stack stored in ``folder`` (a member's sub-folder), built as
+    ``recipe`` builds it, in evaluation mode."""
+    model = recipe.network()
+    model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    return model.eval()
+
+
+def load_network(result: RunResult) -> nn.Module:
+    """The trained network of a stored modern run."""
+    if result.path is None or result.diverged:
+        raise ValueError("only a stored run that did not diverge has a network")
+    return network_of(result.recipe, result.path)
+
+
+def read_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
+    """A trained network's outputs as the modern study reads them: a squashed network's as
+    they are, a logits network's as ``2 softmax - 1``, averaged over every shift of up to
+    ``tta`` pixels when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`)."""
+    if tta:
+        return predict_shifted(model, images, tta)
+    return place_coded(model, predict(model, images))
+
+
 def _train_stack_task(context: Context, stack: Stack, threads: int
                       ) -> tuple[list[Trained], float, dict[str, str]]:
     """A task: one stack, its wall time and the machine it ran on."""
@@ -416,9 +440,7 @@ class Runner:
         test = self.sets["test"][1]
         if result.diverged:
             return Metrics(math.nan, 1.0, len(test), len(test))
-        model = result.recipe.network()
-        model.load_state_dict(load_file(str(result.path / "weights.safetensors")))
-        return final_metrics(result.recipe, model, test)
+        return final_metrics(result.recipe, network_of(result.recipe, result.path), test)
 
     def _read(self, stack: Stack, index: int, recipe: Recipe, seed: int) -> RunResult:
         """A stored network's result; ``recipe`` may add test-time augmentation."""
@@ -436,8 +458,7 @@ class Runner:
                              Metrics(math.nan, 1.0, len(train), len(train)), nan, folder, fresh,
                              diverged=True)
         if recipe.tta:
-            model = recipe.network()
-            model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+            model = network_of(recipe, folder)
             train_metrics = final_metrics(recipe, model, train)
             test_metrics = final_metrics(recipe, model, judged)
         else:

@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data import Digits, load
 from ..experiments import modern, paper
 from ..experiments.stats import middle
+from ..experiments.training import load_network, read_outputs
 from ..nets import (
     BACKGROUND,
     KERNEL,
@@ -53,8 +53,6 @@ from ..nets import (
     ModernLeNet1,
 )
 from ..rejection import RejectionPoint, margins, predictions, rejection_for_error
-from ..train.minibatch import place_coded, predict_shifted
-from ..train.online import predict
 
 FORMAT = 1  # bump when the JSON's layout changes (the JavaScript checks it)
 SIZE = 16  # the network's input is SIZE x SIZE grey levels
@@ -97,9 +95,7 @@ def package_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
     """The outputs the package reads for ``images``: a squashed network's outputs as they are;
     a logits network's as ``2 softmax - 1``; averaged over every shift of up to ``tta`` pixels
     when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`), as the modern study does."""
-    if tta:
-        return predict_shifted(model, images, tta)
-    return place_coded(model, predict(model, images))
+    return read_outputs(model, images, tta)
 
 
 def _rank(count: int) -> str:
@@ -153,12 +149,10 @@ def modern_network(quick: bool, root: str | Path | None = None,
     result, _ = middle(results, lambda r: r.test.misses)
     assert result.path is not None  # checked above for every result
     recipe = final.recipe
-    model = recipe.network()
+    model = load_network(result)
     if type(model) is not ModernLeNet1:
         raise ExportError(f"the modern recipe's network is a {type(model).__name__}, "
                           f"not a ModernLeNet1")
-    model.load_state_dict(load_file(str(result.path / "weights.safetensors")))
-    model.eval()
     split = load("usps", data_root)
     outputs = package_outputs(model, split.test.images, recipe.tta)
     wrong = int((torch.as_tensor(predictions(outputs)) != split.test.labels).sum())

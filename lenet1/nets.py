@@ -438,3 +438,50 @@ class ModernLeNet1(LeNet1Weights):
         return self.layers(x, generator)["out"]
 
 
+
+
+# --- a larger network, to teach the small one --------------------------------------------------
+
+
+class Teacher(nn.Module):
+    """A larger convolutional network of today's kind, for knowledge distillation (its
+    softened outputs as targets for LeNet-1): a 5x5 convolution to ``width`` maps and a 3x3
+    to ``width`` more (16x16, zero padding), 2x2 max-pooling, a 3x3 convolution to 2 x
+    ``width`` maps, pooling again (4x4), 128 hidden units and 10 logits; ReLU units; dropout
+    before each linear layer in training. At ``width`` 16: 74,330 parameters, 7.6 times
+    LeNet-1's. Its weights are PyTorch's default draws, from ``seed``.
+    """
+
+    output = "logits"  # for softmax + cross-entropy, as ModernLeNet1's "logits"
+
+    def __init__(self, width: int = 16, dropout: float = 0.3, seed: int = 0) -> None:
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a whole number >= 1, got {width!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        super().__init__()
+        self.width, self.dropout = width, float(dropout)
+        with torch.random.fork_rng(devices=[]):  # the draws from the seed, the global state kept
+            torch.manual_seed(seed)
+            self.conv1 = nn.Conv2d(1, width, 5, padding=2)
+            self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+            self.conv3 = nn.Conv2d(width, 2 * width, 3, padding=1)
+            self.hidden = nn.Linear(2 * width * 16, 128)
+            self.out = nn.Linear(128, 10)
+
+    def states(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``{"out": logits}`` for unchecked images; in training, ``generator`` draws the
+        dropout masks (as :meth:`ModernLeNet1.states`)."""
+        h = F.max_pool2d(torch.relu(self.conv2(torch.relu(self.conv1(x)))), 2)
+        h = F.max_pool2d(torch.relu(self.conv3(h)), 2).flatten(1)
+        h = torch.relu(self.hidden(self._drop(h, generator)))
+        return {"out": self.out(self._drop(h, generator))}
+
+    def _drop(self, h: Tensor, generator: torch.Generator | None) -> Tensor:
+        if not (self.training and self.dropout > 0):
+            return h
+        return h * (torch.rand(h.shape, generator=generator) >= self.dropout) / (1 - self.dropout)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.states(check_images(x), generator)["out"]

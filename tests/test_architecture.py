@@ -147,7 +147,7 @@ def _append(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("module", ["engine/lanes.py", "engine/fast.py", "nets.py",
                                     "train/online.py", "train/minibatch.py", "train/stacked.py",
-                                    "data.py", "experiments/runs.py",
+                                    "train/distill.py", "augment.py", "data.py", "experiments/runs.py",
                                     "experiments/recipes.py"])
 def test_editing_what_computes_changes_the_key(package_copy, module):
     before = cache.code_key(package_copy)

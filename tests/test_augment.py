@@ -6,6 +6,7 @@ import torch
 from lenet1.augment import (
     Augmentation,
     affine,
+    augment_stack,
     elastic,
     random_affine,
     random_elastic,
@@ -153,6 +154,49 @@ def test_elastic_augmentation_comes_last_and_draws_from_the_same_generator():
     first, second = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
     expected = random_elastic(random_translate(images, 1, second), 8.0, second)
     assert torch.equal(both(images, first), expected)
+
+
+def test_the_rotation_grid_is_affine_grids():
+    # The sampling grid is written out rather than built by F.affine_grid: the same
+    # coordinates, to float32 rounding, so the same images to rounding.
+    images = random_images(8)
+    angle = torch.linspace(-0.4, 0.4, 8)
+    factor = torch.linspace(0.85, 1.15, 8)
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    zero = torch.zeros(8)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, [8, 1, 16, 16], align_corners=False)
+    expected = torch.nn.functional.grid_sample(images + 1, grid, align_corners=False) - 1
+    got = affine(images, torch.rad2deg(angle), factor)
+    assert (got - expected.clamp(-1, 1)).abs().max() < 1e-5
+
+
+def _one_by_one(augmentation: Augmentation, images: torch.Tensor,
+                generator: torch.Generator) -> torch.Tensor:
+    """What an augmentation does, one public operation after another."""
+    if augmentation.translate:
+        images = random_translate(images, augmentation.translate, generator, augmentation.wrap)
+    if augmentation.rotate or augmentation.scale:
+        images = random_affine(images, augmentation.rotate, augmentation.scale, generator)
+    if augmentation.elastic:
+        images = random_elastic(images, augmentation.elastic, generator)
+    return images
+
+
+def test_a_stack_of_augmentations_gives_each_member_its_own():
+    members = [Augmentation(translate=1), Augmentation(),
+               Augmentation(rotate=10.0, scale=0.1), Augmentation(translate=2, elastic=8.0),
+               Augmentation(translate=1, wrap=True), Augmentation(translate=1, rotate=5.0)]
+    batches = torch.stack([random_images(7) for _ in members])
+    together = [torch.Generator().manual_seed(40 + k) for k in range(len(members))]
+    alone = [torch.Generator().manual_seed(40 + k) for k in range(len(members))]
+    for _ in range(2):  # the generators stay in step, draw after draw
+        stacked = augment_stack(batches, members, together)
+        for k, augmentation in enumerate(members):
+            assert torch.equal(stacked[k], _one_by_one(augmentation, batches[k], alone[k]))
+    assert torch.equal(stacked[1], batches[1])  # no augmentation: the images as they were
+    with pytest.raises(ValueError, match="augmentations"):
+        augment_stack(batches, members[:2], together[:2])
 
 
 @pytest.mark.parametrize("call", [

@@ -33,7 +33,7 @@ from lenet1.experiments.recipes import (
     initial_network,
     stack_of,
 )
-from lenet1.experiments.training import Runner, RunResult, load_network
+from lenet1.experiments.training import Runner, RunResult, load_network, teacher_of
 from lenet1.experiments.runs import RunConfig, make_model
 from lenet1.report.modern import format_rows
 from lenet1.train.minibatch import ModernHistory, ModernRecord, predict_shifted
@@ -442,6 +442,15 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
         assert sel.test_errors[sel.chosen] == step.validation_test_errors
     assert len(report_module.gap_rows(study)) == len(STEPS)
     assert "test minus validation" in report_module.report(study)
+    # A distilled run keeps its teacher's figures on the digits it is judged on; the other
+    # runs have none.
+    distilled = [r for r in study.runs if r.recipe.distil]
+    assert any(r.evaluation == "validation" for r in distilled)
+    for r in distilled:
+        teacher = teacher_of(r)
+        assert teacher is not None and teacher.count == (20 if r.evaluation == "validation"
+                                                         else 2007)
+    assert teacher_of(study.steps[0].validation_runs[0]) is None
     pytest.importorskip("matplotlib")
     report_module.plot_path(study, goal=0.025)
     report_module.plot_curves(study)

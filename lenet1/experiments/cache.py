@@ -41,6 +41,7 @@ NUMERIC_SOURCES = ("data.py", "augment.py", "nets.py", "threads.py",
                    "engine/intrinsics.py", "engine/single.py", "engine/lanes.py",
                    "engine/marshal.py", "engine/fast.py",
                    "train/online.py", "train/sdlm.py", "train/minibatch.py", "train/stacked.py",
+                   "train/distill.py",
                    "experiments/runs.py", "experiments/recipes.py")
 KEY_FILE = "key.json"
 PARTIAL = ".partial-"  # a folder being written: <name>.partial-<writer>

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import Digits, Split, load, validation_split
 from ..engine.fast import FastEngine
 from ..nets import INITS, ModernLeNet1
 from ..train.minibatch import ModernConfig, ModernHistory, place_coded, predict_shifted
 from ..train.online import SGD, History, Metrics, metrics_of, predict, train_online
+from ..train.distill import TEACHER_TRAINING, soft_targets, train_teacher
 from ..train.stacked import stack_key, train_stacked
 
 VALIDATION_FRACTION = 0.2
@@ -343,14 +344,15 @@ def study_sets(scale: Scale, data_root: str | None = None, split: Split | None =
 @dataclass
 class Trained:
     """One network of a trained stack: its recipe's place in the stack, its seed, history,
-    whether its training loss stopped being finite, and its final weights (None if it
-    diverged)."""
+    whether its training loss stopped being finite, its final weights (None if it
+    diverged), and the figures of the teacher it learnt from, if it did."""
 
     index: int
     seed: int
     history: History
     diverged: bool
     weights: dict[str, Any] | None
+    teacher: Metrics | None = None  # a distilling stack's teacher, on the judged digits
 
 
 def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
@@ -369,6 +371,7 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
     # A validation run is judged by its end alone; the test runs' curves are drawn.
     every = stack.evaluation == "test"
     outcomes: list[tuple[History, bool]]
+    teacher: Metrics | None = None
     if stack.recipe.trainer == "online":
         recipe = stack.recipe
         try:
@@ -377,20 +380,34 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
         except FloatingPointError:
             outcomes = [(History(), True)]
     else:
+        soft = None
+        if any(recipe.distil for _, recipe, _ in members):
+            # One teacher for the stack's training digits, never trained longer than the stack.
+            network, teacher = train_teacher(train, judged, min(TEACHER_TRAINING.passes,
+                                                                stack.recipe.passes))
+            soft = soft_targets(network, train.images)
         runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
                              [recipe.modern_config(seed) for _, recipe, seed in members],
-                             record_every=every, until=until, train_every=stack.train_curves)
+                             record_every=every, until=until, train_every=stack.train_curves,
+                             soft_targets=soft)
         outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged) for r in runs]
     return [Trained(index, seed, history, diverged,
                     None if diverged else {k: v.detach().contiguous()
-                                           for k, v in model.state_dict().items()})
-            for (index, _, seed), model, (history, diverged) in zip(members, models, outcomes)]
+                                           for k, v in model.state_dict().items()},
+                    teacher if recipe.distil else None)
+            for (index, recipe, seed), model, (history, diverged)
+            in zip(members, models, outcomes)]
+
+
+def read_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
+    """A trained network's outputs as the modern study reads them: a squashed network's as
+    they are, a logits network's as ``2 softmax - 1``, averaged over every shift of up to
+    ``tta`` pixels when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`)."""
+    if tta:
+        return predict_shifted(model, images, tta)
+    return place_coded(model, predict(model, images))
 
 
 def final_metrics(recipe: Recipe, model: nn.Module, digits: Digits) -> Metrics:
     """A trained network's figures on ``digits``, with the recipe's test-time augmentation."""
-    if recipe.tta:
-        outputs = predict_shifted(model, digits.images, recipe.tta)
-    else:
-        outputs = place_coded(model, predict(model, digits.images))
-    return metrics_of(outputs, digits.labels)
+    return metrics_of(read_outputs(model, digits.images, recipe.tta), digits.labels)

@@ -32,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..data import Digits, load
-from ..train.minibatch import ModernHistory, place_coded, predict_shifted
-from ..train.online import History, Metrics, PassRecord, predict
+from ..train.minibatch import ModernHistory
+from ..train.online import History, Metrics, PassRecord
 from ..train.replicas import train_replicas
 from . import cache
 from .executors import Context, Executor, InProcess, Processes
@@ -306,13 +306,13 @@ def load_network(result: RunResult) -> nn.Module:
     return network_of(result.recipe, result.path)
 
 
-def read_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
-    """A trained network's outputs as the modern study reads them: a squashed network's as
-    they are, a logits network's as ``2 softmax - 1``, averaged over every shift of up to
-    ``tta`` pixels when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`)."""
-    if tta:
-        return predict_shifted(model, images, tta)
-    return place_coded(model, predict(model, images))
+def teacher_of(result: RunResult) -> Metrics | None:
+    """The figures, on the digits its run is judged on, of the teacher a stored distilled run
+    learnt from (None for a run without one)."""
+    if result.path is None:
+        raise ValueError("only a stored run has a teacher on record")
+    saved = json.loads((result.path / "result.json").read_text())
+    return Metrics(**saved["teacher"]) if "teacher" in saved else None
 
 
 def _train_stack_task(context: Context, stack: Stack, threads: int
@@ -505,9 +505,12 @@ class Runner:
                 folder = partial / stack.member(member.index, member.seed)
                 folder.mkdir()
                 # The stack's wall time, shared evenly by its networks.
-                cache.write_json(folder / "result.json", {
-                    "seconds": seconds / len(trained), "diverged": member.diverged,
-                    "stacked_with": len(trained)})
+                result: dict[str, Any] = {"seconds": seconds / len(trained),
+                                          "diverged": member.diverged,
+                                          "stacked_with": len(trained)}
+                if member.teacher is not None:
+                    result["teacher"] = asdict(member.teacher)
+                cache.write_json(folder / "result.json", result)
                 cache.write_json(folder / "history.json", member.history.to_json())
                 if member.weights is not None:
                     save_file(member.weights, str(folder / "weights.safetensors"))

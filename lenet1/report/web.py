@@ -38,8 +38,9 @@ from torch import Tensor, nn
 
 from ..data import Digits, load
 from ..experiments import modern, paper
+from ..experiments.recipes import read_outputs
 from ..experiments.stats import middle
-from ..experiments.training import load_network, read_outputs
+from ..experiments.training import load_network
 from ..nets import (
     BACKGROUND,
     KERNEL,

@@ -37,6 +37,7 @@ from ..augment import Augmentation
 from ..data import Digits
 from ..nets import (
     ModernLeNet1,
+    Teacher,
     check_images,
 )
 from ..threads import on_one_thread
@@ -59,14 +60,53 @@ def place_coded(model: nn.Module, outputs: Tensor) -> Tensor:
     return 2 * outputs.softmax(dim=1) - 1 if _gives_logits(model) else outputs
 
 
-def objective(outputs: Tensor, labels: Tensor, loss: str,
-              label_smoothing: float = 0.0) -> Tensor:
-    """The mean training loss of a batch: MSE per pattern and unit, or cross-entropy."""
+#: The temperature that softens a teacher's outputs and the student's alike in distillation.
+DISTIL_TEMPERATURE = 2.0
+
+
+def objective(outputs: Tensor, labels: Tensor, loss: str, label_smoothing: float = 0.0,
+              distil: float = 0.0, soft: Tensor | None = None) -> Tensor:
+    """The mean training loss of a batch: MSE per pattern and unit, or cross-entropy; with
+    ``distil`` > 0, that weight of :func:`distillation` towards ``soft`` and the rest of the
+    cross-entropy."""
     if loss == "cross_entropy":
-        return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+        value = F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+        if distil:
+            if soft is None:
+                raise ValueError("distil > 0 needs the teacher's soft targets")
+            value = (1 - distil) * value + distil * distillation(outputs, soft).mean()
+        return value
     from ..data import place_code
 
     return loss_per_pattern(outputs, place_code(labels)).mean()
+
+
+def distillation(logits: Tensor, soft: Tensor) -> Tensor:
+    """Per pattern, Hinton et al.'s (2015) distillation loss: the cross-entropy from a
+    teacher's probabilities at :data:`DISTIL_TEMPERATURE` T (``soft``, rows summing to 1) to
+    the student's softmax at T, times T^2 (so its gradient keeps the scale of a hard target's
+    as T changes). It is the Kullback-Leibler divergence plus the teacher's entropy, a constant:
+    the same gradient."""
+    temperature = DISTIL_TEMPERATURE
+    return -(soft * (logits / temperature).log_softmax(dim=-1)).sum(dim=-1) * temperature ** 2
+
+
+def check_soft_targets(soft: Tensor | None, configs: list[ModernConfig], count: int
+                       ) -> None:
+    """A distilling config needs a teacher's probabilities for each of ``count`` training
+    digits, (count, 10), finite and each row a distribution."""
+    if not any(c.distil for c in configs):
+        return
+    if soft is None:
+        raise ValueError("a config with distil > 0 needs the teacher's soft targets")
+    if not isinstance(soft, Tensor) or soft.dtype != torch.float32 \
+            or tuple(soft.shape) != (count, 10):
+        raise ValueError(f"soft targets must be a float32 tensor of shape ({count}, 10), got "
+                         f"{getattr(soft, 'dtype', type(soft).__name__)} "
+                         f"{tuple(getattr(soft, 'shape', ()))}")
+    if not bool(torch.isfinite(soft).all()) or bool((soft < 0).any()) \
+            or not torch.allclose(soft.sum(dim=1), torch.ones(count), atol=1e-4):
+        raise ValueError("soft targets must be probabilities: finite, >= 0, rows summing to 1")
 
 
 def evaluate_modern(model: nn.Module, digits: Digits, loss: str) -> tuple[Metrics, float]:
@@ -141,7 +181,10 @@ class ModernConfig:
     :func:`lenet1.augment.translate`). ``elastic``: the strength in pixels of an elastic
     distortion (:func:`lenet1.augment.random_elastic`), after the shifts, rotation and scaling.
     ``ema``: if > 0, the decay of a weight average that is evaluated instead of the raw
-    network, and copied into it when training ends. ``seed`` decides the order of the
+    network, and copied into it when training ends. ``distil``: the weight of a teacher's
+    softened outputs in the loss (:func:`distillation`; the cross-entropy to the labels
+    has the rest), the trainer given the teacher's probabilities for each training digit as it
+    is, whatever the augmentation does to it. ``seed`` decides the order of the
     patterns, the augmentation and dropout (not the initial weights: the network brings them).
     """
 
@@ -162,6 +205,7 @@ class ModernConfig:
     wrap: bool = False
     elastic: float = 0.0
     decay_biases: bool = False
+    distil: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -174,6 +218,11 @@ class ModernConfig:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError("label_smoothing applies to the cross_entropy loss only")
+        if isinstance(self.distil, bool) or not isinstance(self.distil, (int, float)) \
+                or not 0.0 <= self.distil <= 1.0:
+            raise ValueError(f"distil must be a weight in [0, 1], got {self.distil!r}")
+        if self.distil and self.loss != "cross_entropy":
+            raise ValueError("distil applies to the cross_entropy loss only")
         _positive(self.lr, "lr")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
@@ -260,7 +309,8 @@ def make_optimizer(model: nn.Module, config: ModernConfig) -> torch.optim.Optimi
 @on_one_thread
 def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: ModernConfig,
                     on_pass: Callable[[ModernRecord], None] | None = None,
-                    record_every: bool = True) -> ModernHistory:
+                    record_every: bool = True, soft_targets: Tensor | None = None
+                    ) -> ModernHistory:
     """Train ``model`` in place by mini-batch gradient descent as ``config`` says.
 
     Evaluates both whole sets before training (pass 0) and after every pass, in evaluation
@@ -268,7 +318,8 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
     last pass only, or where training stopped because the last mini-batch's loss was no longer
     finite. The weights, and the last record, are the same either way. The same network, data
     and config give the same figures and weights bit for bit (torch runs on one thread
-    here); the global random state is neither used nor changed.
+    here); the global random state is neither used nor changed. ``soft_targets``: a teacher's
+    probabilities for the training digits, (len(train), 10), needed when ``config.distil``.
     """
     if not isinstance(config, ModernConfig):
         raise TypeError(f"config must be a ModernConfig, got {type(config).__name__}")
@@ -279,6 +330,7 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
     check_images(train.images)
     if len(train) == 0:
         raise ValueError("the training set is empty")
+    check_soft_targets(soft_targets, [config], len(train))
     order_rng, augment_rng, dropout_rng = (_generator(config.seed, s) for s in range(3))
     augmentation = config.augmentation()
     optimizer = make_optimizer(model, config)
@@ -316,11 +368,13 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
             lr = config.lr_at(step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            if isinstance(model, ModernLeNet1):
+            if isinstance(model, (ModernLeNet1, Teacher)):
                 outputs = model.states(images, dropout_rng)["out"]
             else:
                 outputs = model(images)
-            loss = objective(outputs, labels, config.loss, config.label_smoothing)
+            soft = soft_targets[index] if config.distil and soft_targets is not None else None
+            loss = objective(outputs, labels, config.loss, config.label_smoothing,
+                             config.distil, soft)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

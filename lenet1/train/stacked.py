@@ -12,10 +12,10 @@ What each member keeps to itself, exactly as :func:`~lenet1.train.minibatch.trai
 draws and uses it alone: its seed's three random streams (the order of the patterns, the
 augmentation, the dropout masks; so a member's draws do not depend on who else is in the
 stack), its learning rate and schedule, momentum, weight decay, shuffling, augmentation, label
-smoothing and weight average. What the members share, because it is the shape of the
-computation: the units, the output layer and its loss, the optimiser, the mini-batch size, the
-number of passes, the dropout rate, the connection table and the training digits
-(:func:`stack_key`).
+smoothing, distillation weight and weight average. What the members share, because it is the
+shape of the computation: the units, the output layer and its loss, the optimiser, the
+mini-batch size, the number of passes, the dropout rate, the connection table and the
+training digits, with a teacher's probabilities for them (:func:`stack_key`).
 
 A member's numbers are those it gets alone to float32 rounding, not bit for bit: a grouped
 convolution's backward pass, a batched product and this module's optimiser add in another
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..augment import augment_stack
 from ..data import Digits, place_code
 from ..nets import (
     BACKGROUND,
@@ -52,6 +53,8 @@ from .minibatch import (
     ModernHistory,
     ModernRecord,
     _generator,
+    check_soft_targets,
+    distillation,
     evaluate_modern,
 )
 
@@ -123,14 +126,21 @@ class _Stack:
         return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
 
 
-def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor) -> Tensor:
+def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor,
+                   distil: Tensor | None = None, soft: Tensor | None = None) -> Tensor:
     """(K,) mean losses of (K, B, 10) outputs: cross-entropy with each member's label
-    smoothing (as F.cross_entropy computes it), or the MSE of the place-coded targets."""
+    smoothing (as F.cross_entropy computes it) and, given ``distil`` (K, 1) and ``soft`` (K,
+    B, 10), each member's weight of :func:`~lenet1.train.minibatch.distillation`; or the MSE
+    of the place-coded targets."""
     if loss == "cross_entropy":
         log_p = outputs.log_softmax(dim=2)
         nll = -log_p.gather(2, labels.unsqueeze(2)).squeeze(2)
         uniform = -log_p.mean(dim=2)
-        return ((1 - smoothing) * nll + smoothing * uniform).mean(dim=1)
+        hard = (1 - smoothing) * nll + smoothing * uniform
+        if distil is None or soft is None:
+            return hard.mean(dim=1)
+        return ((1 - distil) * hard.mean(dim=1, keepdim=True)
+                + distil * distillation(outputs, soft).mean(dim=1, keepdim=True)).squeeze(1)
     targets = place_code(labels.flatten()).reshape(*labels.shape, 10)
     return ((outputs - targets) ** 2).mean(dim=2).mean(dim=1)
 
@@ -234,7 +244,8 @@ def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
 @on_one_thread
 def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                   configs: Sequence[ModernConfig], record_every: bool = True,
-                  until: int | None = None, train_every: bool = True) -> list[StackedRun]:
+                  until: int | None = None, train_every: bool = True,
+                  soft_targets: Tensor | None = None) -> list[StackedRun]:
     """Train each ``models[i]`` in place as ``train_minibatch(models[i], train, test,
     configs[i], record_every=record_every)`` would, all in one stack.
 
@@ -243,6 +254,8 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     ``train_every=False``: of the records before the last, the training set's figures are
     :data:`~lenet1.train.minibatch.UNMEASURED` (its loss NaN); only the judged set is evaluated
     after every pass (a curve of test error costs a fifth of one of both sets).
+    ``soft_targets``: a teacher's probabilities for the training digits, for the members whose
+    configs distil (:func:`~lenet1.train.minibatch.train_minibatch`).
 
     Each member's history has the figures its network gets alone (to float32 rounding). A
     member whose
@@ -251,6 +264,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     evaluated with, which are not usable.
     """
     _check(models, configs, train)
+    check_soft_targets(soft_targets, list(configs), len(train))
     if until is not None and (isinstance(until, bool) or not isinstance(until, int)
                               or not 1 <= until <= configs[0].passes):
         raise ValueError(f"until must be a number of passes in 1..{configs[0].passes}, "
@@ -268,6 +282,8 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     streams = [[_generator(c.seed, s) for s in range(3)] for c in configs]
     augmentations = [c.augmentation() for c in configs]
     smoothing = torch.tensor([c.label_smoothing for c in configs]).unsqueeze(1)
+    distilling = any(c.distil for c in configs)
+    distil = torch.tensor([c.distil for c in configs]).unsqueeze(1) if distilling else None
     loss_kind, batch_size, passes = configs[0].loss, configs[0].batch_size, configs[0].passes
     steps_per_pass = math.ceil(len(train) / batch_size)
     total_steps = steps_per_pass * passes
@@ -307,8 +323,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             # The training digits were checked once, so the mini-batches are not.
             images, labels = train.images[index], train.labels[index]
             if any(a.active for a in augmentations):
-                images = torch.stack([a.unchecked(images[i], streams[i][1]) if a.active
-                                      else images[i] for i, a in enumerate(augmentations)])
+                images = augment_stack(images, augmentations, [s[1] for s in streams])
             keep = None
             if stack.dropout > 0:
                 shape = (images.shape[1], 192)
@@ -317,8 +332,9 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             lrs = [c.lr_at(step, total_steps) for c in configs]
             for p in params.values():
                 p.grad = None
+            soft = soft_targets[index] if distilling and soft_targets is not None else None
             losses = _member_losses(stack.forward(images, params, keep), labels, loss_kind,
-                                    smoothing)
+                                    smoothing, distil, soft)
             losses.sum().backward()  # each member's gradient is its own loss's
             optimizer.step(lrs)
             if averages is not None:

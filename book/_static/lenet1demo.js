@@ -4,8 +4,9 @@
  * exported by lenet1/web.py: every network's weights (float32, base64) and every constant of
  * its forward pass (units, padding values, connection table, shapes), and a sample of test
  * digits. This file computes, in double precision, what the package's LeNet1.layers and
- * ModernLeNet1.layers compute, and reads the outputs as the package does (lenet1.web:
- * package_outputs). It never guesses a constant: an export it does not understand is an error.
+ * ModernLeNet1.layers compute, and reads the outputs as the package does
+ * (lenet1.experiments.recipes.read_outputs). It never guesses a constant: an export it does not
+ * understand is an error.
  *
  * window.lenet1demo is its interface (for the reader's console and for the browser test):
  * classify(pixels), layers(pixels), load(name), networks(), current(), input(), threshold(),
@@ -157,7 +158,7 @@
     return { h1: h1, h2: h2, h3: h3, sums: sums, out: out };
   };
 
-  // The outputs as the package reads them (lenet1.web.package_outputs).
+  // The outputs as the package reads them (lenet1.experiments.recipes.read_outputs).
   Network.prototype.read = function (out) {
     if (this.spec.reading !== "softmax_place_code") return Float64Array.from(out);
     var top = -Infinity, i, total = 0, p = new Float64Array(out.length);

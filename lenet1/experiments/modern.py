@@ -460,8 +460,6 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                  "fast")
 
 
-
-
 # --- where the final recipe fails ---------------------------------------------------------------
 
 

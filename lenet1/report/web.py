@@ -15,9 +15,10 @@ plain JavaScript (``book/_static/lenet1demo.js``). This module is everything on 
 - :func:`page_data` adds a sample of test digits with the package's outputs for them, and
   :func:`page_html` emits the whole page body (data, script and style) as HTML.
 
-:func:`package_outputs` is the package's reading of a network's outputs: the outputs as they
-are for the paper's network; for the modern one, its logits mapped to ``2 softmax - 1`` and
-averaged over shifted copies when the recipe uses test-time shifts. The page's ``classify``
+The package reads a network's outputs as the modern study does
+(:func:`lenet1.experiments.recipes.read_outputs`): as they are for the paper's network; for
+the modern one, its logits mapped to ``2 softmax - 1`` and averaged over shifted copies when
+the recipe uses test-time shifts. The page's ``classify``
 returns the same numbers, and the browser test (``site_test/``) checks it does.
 """
 
@@ -80,23 +81,13 @@ class LiveNetwork:
     description: str  # what it is, in words, for the page
     model: nn.Module
     tta: int  # test-time shifts of up to tta pixels (0: none)
-    outputs: Tensor  # the package's outputs on the test set (package_outputs)
+    outputs: Tensor  # the package's outputs on the test set (read_outputs)
     rejection: RejectionPoint  # the threshold for TARGET_ERROR test error, and what it does
     facts: dict[str, Any] = field(default_factory=dict)  # for the page's prose
 
     @property
     def threshold(self) -> float:
         return self.rejection.threshold
-
-
-# --- the package's reading of a network ------------------------------------------------------
-
-
-def package_outputs(model: nn.Module, images: Tensor, tta: int = 0) -> Tensor:
-    """The outputs the package reads for ``images``: a squashed network's outputs as they are;
-    a logits network's as ``2 softmax - 1``; averaged over every shift of up to ``tta`` pixels
-    when ``tta`` > 0 (:func:`lenet1.train.minibatch.predict_shifted`), as the modern study does."""
-    return read_outputs(model, images, tta)
 
 
 def _rank(count: int) -> str:
@@ -118,7 +109,7 @@ def headline_network(quick: bool, root: str | Path | None = None,
     if type(model) is not LeNet1:
         raise ExportError(f"the headline network is a {type(model).__name__}, not a LeNet1")
     split = load(run.config.data, data_root)
-    outputs = package_outputs(model, split.test.images)
+    outputs = read_outputs(model, split.test.images)
     wrong = int((torch.as_tensor(predictions(outputs)) != split.test.labels).sum())
     if wrong != run.history.final.test.misses:
         raise ExportError(f"the reloaded network misses {wrong} test digits, its history says "
@@ -155,7 +146,7 @@ def modern_network(quick: bool, root: str | Path | None = None,
         raise ExportError(f"the modern recipe's network is a {type(model).__name__}, "
                           f"not a ModernLeNet1")
     split = load("usps", data_root)
-    outputs = package_outputs(model, split.test.images, recipe.tta)
+    outputs = read_outputs(model, split.test.images, recipe.tta)
     wrong = int((torch.as_tensor(predictions(outputs)) != split.test.labels).sum())
     if wrong != result.test.misses:
         raise ExportError(f"the reloaded modern network misses {wrong} test digits, the study "
@@ -301,7 +292,7 @@ def page_data(networks: Sequence[LiveNetwork], test: Digits,
     kinds = [kind for kind, members in sample.items() for _ in members]
     for network in networks:  # the export must give the package's numbers, or nothing ships
         rebuilt, tta = model_from_spec(network_spec(network))
-        again = package_outputs(rebuilt, test.images, tta)
+        again = read_outputs(rebuilt, test.images, tta)
         if not torch.equal(again, network.outputs):
             difference = float((again - network.outputs).abs().max())
             raise ExportError(f"the exported {network.key} network differs from the package's "
@@ -341,7 +332,7 @@ class Reference:
     indices: list[int]
     pixels: np.ndarray  # (N, 256) float64 grey levels, row-major
     labels: np.ndarray
-    outputs: np.ndarray  # (N, 10), package_outputs
+    outputs: np.ndarray  # (N, 10), read_outputs
     answers: np.ndarray
     margins: np.ndarray
     accepted: np.ndarray  # margin >= the exported threshold
@@ -354,7 +345,7 @@ def reference(spec: dict[str, Any], count: int = 200, with_layers: int = 5,
     """The package's readings of the first ``count`` test digits by the exported network."""
     model, tta = model_from_spec(spec)
     test = load("usps", data_root).test
-    every = package_outputs(model, test.images, tta)
+    every = read_outputs(model, test.images, tta)
     point = rejection_for_error(every, test.labels, float(spec["target_error"]))
     outputs = every[:count].double().numpy()
     margin = margins(outputs)
@@ -385,5 +376,5 @@ def read_page_data(page: str | Path) -> dict[str, Any]:
 
 
 __all__ = ["ExportError", "FORMAT", "LiveNetwork", "PEN_WIDTH", "Reference", "headline_network",
-           "model_from_spec", "modern_network", "network_spec", "package_outputs", "page_data",
+           "model_from_spec", "modern_network", "network_spec", "page_data",
            "page_html", "read_page_data", "reference", "sample_indices"]

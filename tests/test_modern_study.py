@@ -427,19 +427,29 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     again = run_study((0, 1), scale=tiny, root=tmp_path)
     assert again.fresh_seconds == 0 and not any(r.fresh for r in again.runs)
     assert [s.test_errors for s in again.steps] == [s.test_errors for s in study.steps]
-    # Every step's recipe has validation runs on the selection seed, with the same networks'
-    # test figures: a choice step's chosen candidate, else trained for the step.
-    for s, sel_step in ((s, s.name) for s in study.steps):
-        assert s.validation_seeds == (0,) and len(s.validation_runs) == 1
-        run = s.validation_runs[0]
-        assert run.evaluation == "validation" and run.recipe == s.recipe
-        assert s.validation_errors == (run.test.error,)
-        assert 0 <= s.validation_test_errors[0] <= 1
-        assert math.isclose(s.validation_gap, s.validation_test_errors[0] - run.test.error)
+    # Every step's recipe has validation runs on every seed, with the same networks' test
+    # figures: on the selection seed a choice step's chosen candidate (or, before a pure
+    # choice, its reference), on the other seeds runs trained in one stack for the step.
+    for s in study.steps:
+        assert s.validation_seeds == (0, 1) and len(s.validation_runs) == 2
+        for run, error, on_test in zip(s.validation_runs, s.validation_errors,
+                                       s.validation_test_errors):
+            assert run.evaluation == "validation" and run.recipe == s.recipe
+            assert error == run.test.error and 0 <= on_test <= 1
+        assert math.isclose(s.validation_gap, statistics.fmean(s.validation_test_errors)
+                            - statistics.fmean(s.validation_errors))
     for sel in study.selections:
         assert len(sel.test_errors) == len(sel.candidates)
         step = next(s for s in study.steps if s.name == sel.step)
-        assert sel.test_errors[sel.chosen] == step.validation_test_errors
+        assert sel.test_errors[sel.chosen] == step.validation_test_errors[:1]
+        assert sel.errors[sel.chosen] == step.validation_errors[:1]
+    # Seed 1 was judged by no choice: its networks are trained for the comparison, one stack
+    # a step (an online recipe: a stack a seed), and so are both seeds of a step nothing judged.
+    def stacks(step):
+        return {r.path.parent for r in step.validation_runs}
+
+    assert len(stacks(study.steps[0])) == 2  # the paper's loop, online
+    assert len(stacks(next(s for s in study.steps if s.name == "shuffle"))) == 1
     assert len(report_module.gap_rows(study)) == len(STEPS)
     assert "test minus validation" in report_module.report(study)
     # A distilled run keeps its teacher's figures on the digits it is judged on; the other
@@ -457,12 +467,13 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     report_module.plot_validation_test(study, goal=0.025)
     # The final step's networks, digit by digit.
     hard = study_module.difficulty(study)
-    assert hard.seeds == (0, 1) and hard.validation_seeds == (0,)
-    assert hard.test_predictions.shape == (2, 2007) and hard.validation_predictions.shape == (1, 20)
+    assert hard.seeds == (0, 1) and hard.validation_seeds == (0, 1)
+    assert hard.test_predictions.shape == (2, 2007) and hard.validation_predictions.shape == (2, 20)
     final = study.final()
     assert [int(m) for m in hard.test_misses.sum(axis=1)] == list(final.test_misses)
-    assert hard.held_out_test_misses.mean() == pytest.approx(final.validation_test_errors[0])
-    assert hard.validation_misses.mean() == pytest.approx(final.validation_errors[0])
+    assert list(hard.held_out_test_misses.mean(axis=1)) == pytest.approx(
+        final.validation_test_errors)
+    assert list(hard.validation_misses.mean(axis=1)) == pytest.approx(final.validation_errors)
     assert all(hard.test_misses[:, i].all() for i in hard.missed_by_all())
     assert 0 <= hard.ensemble_error <= 1
     table = report_module.class_table(hard)

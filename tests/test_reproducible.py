@@ -30,7 +30,7 @@ from lenet1.experiments.executors import (
 )
 from lenet1.experiments.modern import QUICK_SEEDS, run_study
 from lenet1.experiments.paper import run_all
-from lenet1.experiments.recipes import QUICK, study_sets
+from lenet1.experiments.recipes import QUICK, study_sets, trained_recipe
 from lenet1.experiments.runs import RunConfig
 from lenet1.experiments.training import Runner, cached_runs
 
@@ -61,7 +61,8 @@ def whole_entries(root: Path) -> None:
 
 
 def figures(study) -> list[object]:
-    return ([(s.name, s.test_errors, s.test_misses, s.recipe) for s in study.steps]
+    return ([(s.name, s.test_errors, s.test_misses, s.recipe, s.validation_errors,
+              s.validation_test_errors) for s in study.steps]
             + [(sel.step, sel.errors, sel.chosen) for sel in study.selections])
 
 
@@ -101,15 +102,19 @@ def test_modern_one_run_at_a_time_in_reverse_is_the_serial_study(modern_serial, 
     serial_root, serial_figures, serial = modern_serial
     # As the study's runner: its test runs record the training set at their end only.
     runner = Runner(tmp_path, study_sets(QUICK), QUICK, train_curves=False)
-    # A step's validation candidates are asked for as the set they are; every test run alone;
-    # the last first.
+    # A step's validation candidates are asked for as the set they are, and a step's recipe on
+    # the seeds no choice trained as those seeds; every test run alone; the last first.
     candidate_sets: dict[Path, list[object]] = {}
     for run in serial.runs:
         if run.evaluation == "validation":
             candidate_sets.setdefault(run.path.parent, []).append(run)
     for runs in reversed(list(candidate_sets.values())):
-        runner.run_candidates(list(dict.fromkeys(r.recipe for r in runs)),
-                              list(dict.fromkeys(r.seed for r in runs)), "validation")
+        recipes = list(dict.fromkeys(r.recipe for r in runs))
+        seeds = list(dict.fromkeys(r.seed for r in runs))
+        if len({trained_recipe(r, QUICK) for r in recipes}) == 1 and len(seeds) > 1:
+            runner.run_seeds(recipes[0], seeds, "validation")
+        else:
+            runner.run_candidates(recipes, seeds, "validation")
     for run in reversed(serial.runs):
         if run.evaluation == "test":
             runner.run(run.recipe, run.seed, run.evaluation)

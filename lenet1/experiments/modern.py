@@ -14,12 +14,15 @@ candidate is trained on the other 80% with the first :attr:`~lenet1.experiments.
 judged by its mean validation error (ties: mean validation MSE). The test set is used once per
 step, for the figures of the chosen recipe.
 
-Every step's recipe is also judged on the validation split for the selection seeds (a choice
-step's chosen candidate; for a step followed by a pure choice, that choice's reference runs;
-else runs trained for it beside the test runs), and the same networks are read on the test
-digits (:meth:`~lenet1.experiments.training.Runner.on_test`) for the book's comparison of the
-two held-out sets; no choice sees those figures. In a pure choice whose previous recipe was
-judged already, those runs are its figures (it is not trained again). :func:`difficulty` reads
+Every step's recipe is also judged on the validation split on every seed of the study, and
+the same networks are read on the test digits
+(:meth:`~lenet1.experiments.training.Runner.on_test`) for the book's comparison of the two
+held-out sets; no choice sees those figures. On the selection seeds these are the runs a choice
+trained (a choice step's chosen candidate; for a step followed by a pure choice, that choice's
+reference runs); the seeds no choice trained (all of them for a step that nothing judged) are
+trained in one stack per step, beside the test runs
+(:meth:`~lenet1.experiments.training.Runner.run_seeds`). In a pure choice whose previous recipe
+was judged already, those runs are its figures (it is not trained again). :func:`difficulty` reads
 the final step's networks digit by digit.
 
 Every run is trained or reloaded by :class:`lenet1.experiments.training.Runner`, through the
@@ -193,8 +196,8 @@ class StepSummary:
     seconds: tuple[float, ...]
     dsp_seconds: float
     karpathy: tuple[str, float] | None = None
-    # The step's recipe trained on the rest of the training digits for the selection seeds,
-    # judged on the validation split and, the same networks, on the test digits.
+    # The step's recipe trained on the rest of the training digits on every seed, judged on
+    # the validation split and, the same networks, on the test digits.
     validation_test_errors: tuple[float, ...] = ()
     validation_runs: tuple[RunResult, ...] = field(default=(), compare=False, repr=False)
 
@@ -393,8 +396,8 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     with Runner(root, sets, scale, log, data_root, workers, executor=executor,
                 train_curves=False) as runner:
         # First every open choice, step by step (each builds on the last); then the test runs
-        # of every step at once, with the validation runs of the steps that chose nothing,
-        # so that the workers never wait for a step's last run.
+        # of every step at once, with the validation runs the choices did not train, so that
+        # the workers never wait for a step's last run.
         step_recipes: list[Recipe] = []
         # step -> its recipe's validation runs, each with the same network's test figures
         validated: dict[int, list[tuple[RunResult, Metrics]]] = {}
@@ -406,9 +409,8 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                 # In a pure choice the previous recipe competes; if it was judged already
                 # (the step before it chose), those runs are its figures, not new ones.
                 known = validated.get(index - 1, []) if not step.changes else []
-                trained = candidates[1:] if known else candidates
-                judged = runner.run_candidates([base.changed(c) for c in trained],
-                                               selection_seeds, "validation",
+                trained = [base.changed(c) for c in (candidates[1:] if known else candidates)]
+                judged = runner.run_candidates(trained, selection_seeds, "validation",
                                                f"step {index} {step.name}, validation")
                 runs.extend(judged)
                 per = len(selection_seeds)
@@ -433,18 +435,24 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                     log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
             recipe = base
             step_recipes.append(recipe)
-        unvalidated = [i for i in range(len(steps)) if i not in validated]
+        # Every step's recipe is judged on the validation split on every seed: the seeds its
+        # choice did not train (all of them for a step that chose nothing) in one stack.
+        unjudged = {i: [s for s in seeds if s not in {r.seed for r, _ in validated.get(i, [])}]
+                    for i in range(len(steps))}
         test_jobs = [(r, s, "test") for r in step_recipes for s in seeds]
         runner.train_missing(
             [runner.stack(*job) for job in test_jobs]
-            + [stack for i in unvalidated for stack in runner.candidate_stacks(
-                [step_recipes[i]], selection_seeds, "validation")],
-            "every step, test; the fixed steps, validation")
+            + [stack for i, missing in unjudged.items() if missing
+               for stack in runner.seed_stacks(step_recipes[i], missing, "validation")],
+            "every step, test; every step, validation on the seeds not yet judged")
         tested = runner.run_all(test_jobs)
-        for i in unvalidated:
-            judged = runner.run_candidates([step_recipes[i]], selection_seeds, "validation")
-            runs.extend(judged)
-            validated[i] = [(r, runner.on_test(r)) for r in judged]
+        for i, missing in unjudged.items():
+            if missing:
+                judged = runner.run_seeds(step_recipes[i], missing, "validation")
+                runs.extend(judged)
+                validated[i] = sorted([*validated.get(i, []),
+                                       *((r, runner.on_test(r)) for r in judged)],
+                                      key=lambda pair: seeds.index(pair[0].seed))
         for index, step in enumerate(steps):
             results = tested[index * len(seeds):(index + 1) * len(seeds)]
             if any(r.diverged for r in results):

@@ -106,20 +106,32 @@ def selection_table(study: Study) -> pd.DataFrame:
 
 
 def gap_rows(study: Study) -> list[dict[str, str]]:
-    """Every step's recipe trained without the validation digits, seed by seed: its error on
-    them and, the same networks, on the test digits."""
+    """Every step's recipe trained without the validation digits, on every seed: its error
+    on them and, the same networks, on the test digits (mean and range over the seeds)."""
+    def spread(errors: Sequence[float]) -> str:
+        return (f"{100 * statistics.fmean(errors):.2f}% "
+                f"({100 * min(errors):.2f}-{100 * max(errors):.2f}%)")
+
     rows = []
     for s in study.steps:
         if not s.validation_errors:
             continue
+        higher = sum(t > v for v, t in zip(s.validation_errors, s.validation_test_errors))
         rows.append({
             "step": f"{s.index} {s.label}",
-            "seeds": " ".join(str(seed) for seed in s.validation_seeds),
-            "validation error": " / ".join(f"{100 * e:.2f}%" for e in s.validation_errors),
-            "test error, same networks": " / ".join(f"{100 * e:.2f}%"
-                                                    for e in s.validation_test_errors),
-            "test minus validation": f"{100 * s.validation_gap:+.2f} points"})
+            "seeds": _seeds(s.validation_seeds),
+            "validation error": spread(s.validation_errors),
+            "test error, same networks": spread(s.validation_test_errors),
+            "test minus validation": f"{100 * s.validation_gap:+.2f} points",
+            "test higher": f"{higher} of {len(s.validation_errors)}"})
     return rows
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    """Seeds as a reader writes them: a run of consecutive ones as ``0-4``."""
+    if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return " ".join(str(seed) for seed in seeds)
 
 
 def gap_table(study: Study) -> pd.DataFrame:

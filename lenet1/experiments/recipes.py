@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from ..data import Digits, Split, load, validation_split
 from ..engine.fast import FastEngine
 from ..nets import INITS, ModernLeNet1
+from ..train.distill import TEACHER_TRAINING, soft_targets, train_teacher
 from ..train.minibatch import ModernConfig, ModernHistory, place_coded, predict_shifted
 from ..train.online import SGD, History, Metrics, metrics_of, predict, train_online
-from ..train.distill import TEACHER_TRAINING, soft_targets, train_teacher
 from ..train.stacked import stack_key, train_stacked
 
 VALIDATION_FRACTION = 0.2

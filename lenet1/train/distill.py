@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..data import Digits
 from ..nets import Teacher
-from .minibatch import DISTIL_TEMPERATURE, ModernConfig, train_minibatch
+from .minibatch import DISTIL_TEMPERATURE, ModernConfig, place_coded, train_minibatch
 from .online import Metrics, metrics_of, predict
 
 #: How the teacher is trained: the modern study's training with its shifts, turns and
@@ -43,7 +43,7 @@ def train_teacher(train: Digits, judged: Digits, passes: int = TEACHER_TRAINING.
     teacher = Teacher(TEACHER_WIDTH, seed=TEACHER_SEED)
     train_minibatch(teacher, train, judged.subset(slice(0, 1)), config, record_every=False)
     teacher.eval()
-    figures = metrics_of(2 * predict(teacher, judged.images).softmax(dim=1) - 1, judged.labels)
+    figures = metrics_of(place_coded(teacher, predict(teacher, judged.images)), judged.labels)
     return teacher, figures
 
 

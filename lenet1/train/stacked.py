@@ -299,17 +299,18 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
         # (one network's operators on a whole set beat a stack's: measured).
         _load(models, judged(), [i for i in members if not diverged[i]])
         last = pass_index == (until or passes)
+        measured = train_every or last  # the training set's figures are taken this time
         for i in members:
             if diverged[i]:
                 continue
-            if train_every or last:
+            if measured:
                 train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
             else:
                 train_metrics, train_loss = UNMEASURED, math.nan
             test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind)
             histories[i].passes.append(ModernRecord(pass_index, train_metrics, test_metrics,
                                                     train_loss, test_loss, lrs[i]))
-            if not math.isfinite(train_loss if train_every or last else test_loss):
+            if not math.isfinite(train_loss if measured else test_loss):
                 diverged[i] = True
 
     if record_every or passes == 0 or until is not None:

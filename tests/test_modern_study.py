@@ -409,9 +409,12 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     assert all(len(s.test_errors) == 2 and s.test_count == 2007 for s in study.steps)
     assert all(s.recipe.passes == 1 for s in study.steps)
     assert [sel.step for sel in study.selections] == [s.name for s in STEPS if s.choices]
+    late = {step.name for step in STEPS if step.late}
+    assert late == {"longer", "tta"} and all(step.late for step in STEPS[-len(late):])
     for sel in study.selections:
-        assert sel.seeds == (0,) and sel.validation_count == 20
-        assert sel.chosen < len(sel.candidates) and sel.choice
+        # A late choice waits for every run, so it is judged on every seed.
+        assert sel.seeds == ((0, 1) if sel.step in late else (0,))
+        assert sel.validation_count == 20 and sel.chosen < len(sel.candidates)
     # Each step's figures changed only what it declares, with the choice that was made.
     chosen = {sel.step: sel.choice for sel in study.selections}
     assert [s.recipe for s in study.steps] == [r.capped(1) for r in recipes(chosen=chosen)]
@@ -441,8 +444,8 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     for sel in study.selections:
         assert len(sel.test_errors) == len(sel.candidates)
         step = next(s for s in study.steps if s.name == sel.step)
-        assert sel.test_errors[sel.chosen] == step.validation_test_errors[:1]
-        assert sel.errors[sel.chosen] == step.validation_errors[:1]
+        assert sel.test_errors[sel.chosen] == step.validation_test_errors[:len(sel.seeds)]
+        assert sel.errors[sel.chosen] == step.validation_errors[:len(sel.seeds)]
     # Seed 1 was judged by no choice: its networks are trained for the comparison, one stack
     # a step (an online recipe: a stack a seed), and so are both seeds of a step nothing judged.
     def stacks(step):
@@ -481,3 +484,38 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     from lenet1.data import load
 
     report_module.plot_hardest(hard, load("usps").test.images.numpy())
+
+
+def test_late_steps_end_the_study_and_list_their_candidates():
+    late = Step("late", "late", "a late choice", choices=({"lr": 0.1},), late=True)
+    with pytest.raises(ValueError, match="late steps must end the study"):
+        run_study((0,), steps=(STEPS[0], late, STEPS[1]))
+    assert late.candidates() == [{}, {"lr": 0.1}]
+    assert replace(late, changes={"shuffle": True}).candidates() == [{"lr": 0.1}]
+    assert Step("fixed", "f", "a fixed step", {"shuffle": True}).candidates() == [{}]
+
+
+@requires_data
+def test_a_late_choice_is_made_on_every_seed_after_every_candidate_is_trained(tmp_path):
+    # The paper's loop, mini-batches (lr chosen on seed 0), then a late choice of shuffling:
+    # its candidates are trained on both seeds and both sets whichever wins.
+    steps = (STEPS[0], STEPS[1],
+             Step("reshuffle", "shuffle", "shuffled or not, late", choices=({"shuffle": True},),
+                  late=True))
+    scale = Scale(train_size=100, max_passes=1, selection_seeds=1, test_block=2)
+    study = run_study((0, 1), scale=scale, root=tmp_path, steps=steps)
+    first, last = study.selections
+    assert first.seeds == (0,) and last.seeds == (0, 1)
+    assert last.candidates == ({}, {"shuffle": True})
+    # Both candidates' test runs were trained, the loser's too, and kept for the compute.
+    mini = study.steps[1].recipe
+    tested = {(r.recipe.shuffle, r.seed) for r in study.runs if r.evaluation == "test"
+              and r.recipe.trainer == "minibatch"}
+    assert tested == {(False, 0), (False, 1), (True, 0), (True, 1)}
+    assert study.steps[2].recipe == mini.changed(last.choice)
+    # The late step's validation runs on every seed are those its choice read.
+    final = study.steps[2]
+    assert final.validation_seeds == (0, 1)
+    assert final.validation_errors == last.errors[last.chosen]
+    again = run_study((0, 1), scale=scale, root=tmp_path, steps=steps)
+    assert again.fresh_seconds == 0 and again.selections == study.selections

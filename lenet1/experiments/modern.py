@@ -14,16 +14,24 @@ candidate is trained on the other 80% with the first :attr:`~lenet1.experiments.
 judged by its mean validation error (ties: mean validation MSE). The test set is used once per
 step, for the figures of the chosen recipe.
 
+A *late* step (:attr:`Step.late`: the longer schedule and the test-time shifts, which end the
+study) builds nothing on its choice, so its candidates are not judged first: every recipe the
+late choices may lead to is trained beside the test runs, on both sets and every seed, and the
+late choices are then made on every seed's validation runs, not the selection seeds' alone.
+A losing candidate's test runs are trained for nothing (here, the 80-pass ones if the 30
+passes before them won), and no training waits for the choice.
+
 Every step's recipe is also judged on the validation split on every seed of the study, and
 the same networks are read on the test digits
 (:meth:`~lenet1.experiments.training.Runner.on_test`) for the book's comparison of the two
 held-out sets; no choice sees those figures. On the selection seeds these are the runs a choice
 trained (a choice step's chosen candidate; for a step followed by a pure choice, that choice's
 reference runs); the seeds no choice trained (all of them for a step that nothing judged) are
-trained in one stack per step, beside the test runs
-(:meth:`~lenet1.experiments.training.Runner.run_seeds`). In a pure choice whose previous recipe
-was judged already, those runs are its figures (it is not trained again). :func:`difficulty` reads
-the final step's networks digit by digit.
+trained in one stack per recipe, beside the test runs
+(:meth:`~lenet1.experiments.training.Runner.seed_stacks`). In a pure choice whose previous
+recipe was judged already, those runs are its figures (it is not trained again). The stored
+networks are read side by side on the machine's cores (:func:`side_by_side`).
+:func:`difficulty` reads the final step's networks digit by digit.
 
 Every run is trained or reloaded by :class:`lenet1.experiments.training.Runner`, through the
 package's one cache: a run is trained once, reloaded afterwards, and never reused by different
@@ -43,8 +51,9 @@ import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,9 +62,20 @@ from torch import Tensor, nn
 from ..accounting import multiply_adds
 from ..facts import KARPATHY_PATH
 from ..nets import ModernLeNet1
+from ..threads import in_parallel, torch_threads
 from ..train.online import Metrics
 from .executors import Executor, cluster_for
-from .recipes import FULL, PAPER_RECIPE, QUICK, Recipe, Scale, read_outputs, study_sets
+from .recipes import (
+    FULL,
+    PAPER_RECIPE,
+    QUICK,
+    Recipe,
+    Scale,
+    Stack,
+    read_outputs,
+    study_sets,
+    trained_recipe,
+)
 from .stats import per_class_errors, sample_std
 from .training import Runner, RunResult, load_network
 
@@ -79,6 +99,12 @@ class Step:
     ``changes`` are applied as they are. ``choices``, if any, are alternative further changes,
     one of which is picked on the validation split; when ``changes`` is empty the step is a pure
     selection and the previous recipe competes with the candidates (it may be kept).
+
+    ``late``: the choice is made once every run is trained, on every seed's validation runs
+    rather than the selection seeds'. Every candidate's runs (on both sets, every seed) are
+    trained before it is made, so no training waits for it; that only pays where the
+    candidates train little that is new (a longer schedule; a way of reading). Late steps end
+    the study.
     """
 
     name: str
@@ -87,6 +113,14 @@ class Step:
     changes: Mapping[str, Any] = field(default_factory=dict)
     choices: tuple[Mapping[str, Any], ...] = ()
     note: str = ""
+    late: bool = False
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """What the step may add to its changes: each choice, and in a pure choice first
+        ``{}``, the previous recipe as it is."""
+        if not self.choices:
+            return [{}]
+        return ([{}] if not self.changes else []) + [dict(c) for c in self.choices]
 
     @property
     def karpathy(self) -> tuple[str, float] | None:
@@ -123,9 +157,9 @@ STEPS: tuple[Step, ...] = (
               "probabilities, at temperature 2, of a network of 74,330 weights trained on "
               "the same digits (lenet1.train.distill)"),
     Step("longer", "80 passes", "the 80 passes of Karpathy's final recipe instead of 30, "
-         "kept if they beat 30 on validation", choices=({"passes": 80},)),
+         "kept if they beat 30 on validation", choices=({"passes": 80},), late=True),
     Step("tta", "TTA", "test-time augmentation, chosen on validation",
-         choices=({"tta": 1}, {"tta": 2})),
+         choices=({"tta": 1}, {"tta": 2}), late=True),
 )
 
 
@@ -360,6 +394,23 @@ def paired_change(before: StepSummary, after: StepSummary) -> tuple[float, float
     return statistics.fmean(differences), sample_std(differences)
 
 
+T = TypeVar("T")
+
+
+def side_by_side(calls: Sequence[Callable[[], T]], threads: int) -> list[T]:
+    """Each call's result, the calls run on up to ``threads`` Python threads with torch on one
+    thread each: readings of stored networks, which release the GIL, at the end of a study
+    when the workers are idle. Each gives the numbers it gives alone."""
+    results: dict[int, T] = {}
+
+    def job(index: int) -> None:
+        results[index] = calls[index]()
+
+    with torch_threads(1):
+        in_parallel([partial(job, index) for index in range(len(calls))], threads)
+    return [results[index] for index in range(len(calls))]
+
+
 def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
               steps: Sequence[Step] = STEPS, scale: Scale | None = None,
               root: str | Path | None = None, data_root: str | None = None,
@@ -382,6 +433,9 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    first_late = next((i for i, step in enumerate(steps) if step.late), len(steps))
+    if not all(step.late for step in steps[first_late:]):
+        raise ValueError("late steps must end the study (nothing can build on a late choice)")
     scale = scale or (QUICK if quick else FULL)
     sets = study_sets(scale, data_root)
     workers = workers if workers is not None else os.cpu_count() or 1
@@ -389,77 +443,120 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
     summaries: list[StepSummary] = []
     selections: list[Selection] = []
     runs: list[RunResult] = []
-    recipe: Recipe | None = None
+    kept: set[tuple[Path | None, Recipe]] = set()
     patterns = len(sets["test"][0])
+
+    def keep(run: RunResult) -> RunResult:
+        if (run.path, run.recipe) not in kept:
+            kept.add((run.path, run.recipe))
+            runs.append(run)
+        return run
+
     # The test runs record their test curves (drawn in the book) and the training set's
     # figures at the end only.
     with Runner(root, sets, scale, log, data_root, workers, executor=executor,
                 train_curves=False) as runner:
-        # First every open choice, step by step (each builds on the last); then the test runs
-        # of every step at once, with the validation runs the choices did not train, so that
-        # the workers never wait for a step's last run.
+        # (trained recipe, seed) -> the stack holding its validation run: a recipe judged by a
+        # choice is read where the choice trained it, whichever step asks for it.
+        judged_in: dict[tuple[Recipe, int], Stack] = {}
+        read: dict[tuple[Recipe, int], tuple[RunResult, Metrics]] = {}
+
+        def note(stacks: Sequence[Stack]) -> None:
+            for stack in stacks:
+                for _, trained, seed in stack.members:
+                    judged_in.setdefault((trained, seed), stack)
+
+        def judge(pairs: Sequence[tuple[Recipe, int]]) -> list[tuple[RunResult, Metrics]]:
+            """Validation runs (trained already), each read as its recipe reads (test-time
+            shifts included), with the same networks' test figures; read side by side."""
+            def reading(recipe: Recipe, seed: int) -> tuple[RunResult, Metrics]:
+                run = runner.read(judged_in[(trained_recipe(recipe, scale), seed)], recipe,
+                                  seed)
+                return run, runner.on_test(run)
+
+            new = [pair for pair in dict.fromkeys(pairs) if pair not in read]
+            read.update(zip(new, side_by_side([partial(reading, *pair) for pair in new],
+                                              workers)))
+            for pair in pairs:
+                keep(read[pair][0])
+            return [read[pair] for pair in pairs]
+
+        def decide(index: int, step: Step, base: Recipe, on: Sequence[int]) -> Recipe:
+            """The step's choice on the validation runs of seeds ``on`` (all trained)."""
+            candidates = step.candidates()
+            readings = judge([(base.changed(c), seed) for c in candidates for seed in on])
+            groups = [readings[i:i + len(on)] for i in range(0, len(readings), len(on))]
+            errors = [tuple(r.test.error for r, _ in group) for group in groups]
+            mse = [tuple(r.test.mse for r, _ in group) for group in groups]
+            chosen = choose(candidates, errors, mse)
+            selections.append(Selection(step.name, tuple(candidates), tuple(errors), tuple(mse),
+                                        tuple(on), len(sets["validation"][1]), chosen,
+                                        tuple(tuple(m.error for _, m in group)
+                                              for group in groups)))
+            if log:
+                log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
+            return base.changed(candidates[chosen])
+
+        # First every choice that later steps build on, step by step, on the selection seeds.
         step_recipes: list[Recipe] = []
-        # step -> its recipe's validation runs, each with the same network's test figures
-        validated: dict[int, list[tuple[RunResult, Metrics]]] = {}
-        for index, step in enumerate(steps):
-            base = (recipe or PAPER_RECIPE).changed(step.changes)
+        recipe = PAPER_RECIPE
+        for index, step in enumerate(steps[:first_late]):
+            base = recipe.changed(step.changes)
             if step.choices:
-                candidates: list[dict[str, Any]] = ([{}] if not step.changes else []) + \
-                    [dict(c) for c in step.choices]
-                # In a pure choice the previous recipe competes; if it was judged already
-                # (the step before it chose), those runs are its figures, not new ones.
-                known = validated.get(index - 1, []) if not step.changes else []
-                trained = [base.changed(c) for c in (candidates[1:] if known else candidates)]
-                judged = runner.run_candidates(trained, selection_seeds, "validation",
-                                               f"step {index} {step.name}, validation")
-                runs.extend(judged)
-                per = len(selection_seeds)
-                groups = [list(zip(judged[i:i + per], [runner.on_test(r) for r in
-                                                       judged[i:i + per]]))
-                          for i in range(0, len(judged), per)]
-                if known:
-                    groups.insert(0, known)
-                errors = [tuple(r.test.error for r, _ in group) for group in groups]
-                mse = [tuple(r.test.mse for r, _ in group) for group in groups]
-                chosen = choose(candidates, errors, mse)
-                selections.append(Selection(step.name, tuple(candidates), tuple(errors),
-                                            tuple(mse), selection_seeds,
-                                            len(sets["validation"][1]), chosen,
-                                            tuple(tuple(m.error for _, m in group)
-                                                  for group in groups)))
-                base = base.changed(candidates[chosen])
-                validated[index] = groups[chosen]
-                if not step.changes and index > 0:
-                    validated.setdefault(index - 1, groups[0])  # the previous recipe's runs
-                if log:
-                    log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
+                candidates = step.candidates()
+                # In a pure choice whose previous recipe was judged already (the step before
+                # it chose), those runs are its figures, not new ones.
+                known = not step.changes and all(
+                    (trained_recipe(base, scale), seed) in judged_in for seed in selection_seeds)
+                stacks = runner.candidate_stacks([base.changed(c) for c in
+                                                  (candidates[1:] if known else candidates)],
+                                                 selection_seeds, "validation")
+                runner.train_missing(stacks, f"step {index} {step.name}, validation")
+                note(stacks)
+                base = decide(index, step, base, selection_seeds)
             recipe = base
             step_recipes.append(recipe)
-        # Every step's recipe is judged on the validation split on every seed: the seeds its
-        # choice did not train (all of them for a step that chose nothing) in one stack.
-        unjudged = {i: [s for s in seeds if s not in {r.seed for r, _ in validated.get(i, [])}]
-                    for i in range(len(steps))}
-        test_jobs = [(r, s, "test") for r in step_recipes for s in seeds]
-        runner.train_missing(
-            [runner.stack(*job) for job in test_jobs]
-            + [stack for i, missing in unjudged.items() if missing
-               for stack in runner.seed_stacks(step_recipes[i], missing, "validation")],
-            "every step, test; every step, validation on the seeds not yet judged")
-        tested = runner.run_all(test_jobs)
-        for i, missing in unjudged.items():
-            if missing:
-                judged = runner.run_seeds(step_recipes[i], missing, "validation")
-                runs.extend(judged)
-                validated[i] = sorted([*validated.get(i, []),
-                                       *((r, runner.on_test(r)) for r in judged)],
-                                      key=lambda pair: seeds.index(pair[0].seed))
+        # Then, side by side, every test run and every validation run not trained yet: every
+        # step's recipe on every seed, and every recipe the late choices may lead to.
+        possible, late = [recipe], []
+        for step in steps[first_late:]:
+            possible = list(dict.fromkeys(before.changed(step.changes).changed(c)
+                                          for before in possible for c in step.candidates()))
+            late += possible
+        wanted = list(dict.fromkeys(trained_recipe(r, scale) for r in step_recipes + late))
+        missing: dict[Recipe, list[int]] = {
+            trained: [seed for seed in seeds if (trained, seed) not in judged_in]
+            for trained in wanted}
+        validation_stacks = [stack for trained, unjudged in missing.items() if unjudged
+                             for stack in runner.seed_stacks(trained, unjudged, "validation")]
+        runner.train_missing([runner.stack(trained, seed, "test") for trained in wanted
+                              for seed in seeds] + validation_stacks,
+                             "every step, test; every step, validation on the seeds not yet "
+                             "judged; the late choices' candidates, both")
+        note(validation_stacks)
+        # The late choices, on every seed's validation runs.
+        for index, step in enumerate(steps[first_late:], first_late):
+            recipe = decide(index, step, recipe.changed(step.changes), seeds)
+            step_recipes.append(recipe)
+        # Every test run trained is kept (for the compute figures), the steps' read as they
+        # read.
+        chosen = {trained_recipe(r, scale) for r in step_recipes}
+        for run in runner.run_all([(trained, seed, "test") for trained in wanted
+                                   if trained not in chosen for seed in seeds]):
+            keep(run)
+        jobs = [(r, seed) for r in step_recipes for seed in seeds]
+        tested = side_by_side([partial(runner.read, runner.stack(r, seed, "test"), r, seed)
+                               for r, seed in jobs], workers)
+        validated = judge(jobs)
         for index, step in enumerate(steps):
             results = tested[index * len(seeds):(index + 1) * len(seeds)]
             if any(r.diverged for r in results):
                 raise FloatingPointError(f"step {step.name} diverged on the training set")
-            runs.extend(results)
+            for run in results:
+                keep(run)
             summary = summarise(index, step, step_recipes[index - 1] if index else None,
-                                results, patterns, validated[index])
+                                results, patterns,
+                                validated[index * len(seeds):(index + 1) * len(seeds)])
             summaries.append(summary)
             if log:
                 log(f"step {index} {step.name}: test error {100 * summary.mean:.2f} ± "

@@ -272,7 +272,9 @@ def curvature_trace(config: RunConfig, root: str | Path | None = None,
 @dataclass
 class RunResult:
     """One trained network's figures. ``test`` is the evaluation set's (the test set, or the
-    validation split), with test-time augmentation if the recipe asks for it; ``seconds`` is
+    validation split), with test-time augmentation if the recipe asks for it; ``train`` the
+    training digits' (read the same way for a test run, without test-time augmentation for a
+    validation run, whose training figures nothing reports); ``seconds`` is
     the wall time of its stack's training divided by the stack's networks, per-pass
     evaluation included; ``fresh``: its runner trained it rather than reloaded it."""
 
@@ -408,15 +410,9 @@ class Runner:
         self._check_evaluation(evaluation)
         stacks = self.candidate_stacks(candidates, seeds, evaluation)
         self.train_missing(stacks, what)
-        where: dict[tuple[Recipe, int], tuple[Stack, int]] = {
-            (recipe, seed): (stack, index) for stack in stacks
-            for index, recipe, seed in stack.members}
-        results = []
-        for candidate in candidates:
-            for seed in seeds:
-                stack, index = where[(trained_recipe(candidate, self.scale), seed)]
-                results.append(self._read(stack, index, candidate, seed))
-        return results
+        where = {(recipe, seed): stack for stack in stacks for _, recipe, seed in stack.members}
+        return [self.read(where[(trained_recipe(candidate, self.scale), seed)], candidate, seed)
+                for candidate in candidates for seed in seeds]
 
     def candidate_stacks(self, candidates: Sequence[Recipe], seeds: Sequence[int],
                          evaluation: str) -> list[Stack]:
@@ -441,7 +437,16 @@ class Runner:
         stacks = self.seed_stacks(recipe, seeds, evaluation)
         self.train_missing(stacks, what)
         where = {seed: stack for stack in stacks for seed in stack.seeds}
-        return [self._read(where[seed], 0, recipe, seed) for seed in seeds]
+        return [self.read(where[seed], recipe, seed) for seed in seeds]
+
+    def read(self, stack: Stack, recipe: Recipe, seed: int) -> RunResult:
+        """``recipe``'s network on ``seed`` as ``stack`` trained it (trained already), read as
+        ``recipe`` reads (test-time shifts included)."""
+        trained = trained_recipe(recipe, self.scale)
+        if trained not in stack.recipes or seed not in stack.seeds:
+            raise ValueError(f"the stack {stack.label()} does not train this recipe on seed "
+                             f"{seed}")
+        return self._read(stack, stack.recipes.index(trained), recipe, seed)
 
     def run(self, recipe: Recipe, seed: int, evaluation: str) -> RunResult:
         """One run, trained (in its stack, :func:`~lenet1.experiments.recipes.stack_of`) or
@@ -479,8 +484,11 @@ class Runner:
                              diverged=True)
         if recipe.tta:
             model = network_of(recipe, folder)
-            train_metrics = final_metrics(recipe, model, train)
             test_metrics = final_metrics(recipe, model, judged)
+            # Nothing reports a validation run's training digits: they are not read again at
+            # every shift (which would cost more than the rest of its reading).
+            train_metrics = final_metrics(recipe, model, train) if evaluation == "test" \
+                else history.final.train
         else:
             train_metrics, test_metrics = history.final.train, history.final.test
         return RunResult(recipe, seed, evaluation, history, saved["seconds"], train_metrics,

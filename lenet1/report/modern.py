@@ -92,6 +92,7 @@ def selection_rows(study: Study) -> list[dict[str, str]]:
             rows.append({
                 "step": sel.step, "candidate": describe(candidate) if candidate else
                 "(previous recipe: kept if nothing beats it)",
+                "seeds": _seeds(sel.seeds),
                 "validation error": " / ".join(f"{e:.2f}%" for e in errors),
                 "mean": f"{statistics.fmean(errors):.2f}%",
                 "chosen": "yes" if i == sel.chosen else "",

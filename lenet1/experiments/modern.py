@@ -10,12 +10,13 @@ every step, so for a given seed every step starts from the same weights.
 Some steps leave a choice open (a learning rate after a change that rescales the gradient, or
 which of several further improvements to add). Those choices are made on a *validation split*
 carved from the training digits (:func:`lenet1.data.validation_split`, 20%, seed 0): each
-candidate is trained on the other 80% with the first :attr:`~lenet1.experiments.recipes.Scale.selection_seeds` seeds and
-judged by its mean validation error (ties: mean validation MSE). The test set is used once per
-step, for the figures of the chosen recipe.
+candidate is trained on the other 80% and judged by its mean validation error (ties: mean
+validation MSE), on the first :attr:`~lenet1.experiments.recipes.Scale.selection_seeds` seeds
+(a late choice: on every seed, below). The test set decides nothing: it is read for the
+figures of the chosen recipes.
 
 A *late* step (:attr:`Step.late`: the longer schedule and the test-time shifts, which end the
-study) builds nothing on its choice, so its candidates are not judged first: every recipe the
+study) changes no later training, so its choice need not come first: every recipe the
 late choices may lead to is trained beside the test runs, on both sets and every seed, and the
 late choices are then made on every seed's validation runs, not the selection seeds' alone.
 A losing candidate's test runs are trained for nothing (here, the 80-pass ones if the 30

@@ -519,3 +519,24 @@ def test_a_late_choice_is_made_on_every_seed_after_every_candidate_is_trained(tm
     assert final.validation_errors == last.errors[last.chosen]
     again = run_study((0, 1), scale=scale, root=tmp_path, steps=steps)
     assert again.fresh_seconds == 0 and again.selections == study.selections
+
+
+def test_a_runner_reads_a_network_only_from_a_stack_that_trains_it(tmp_path):
+    runner = Runner(tmp_path, _sets(), Scale())
+    stack = Stack((MINI,), (0, 1), "test")
+    with pytest.raises(ValueError, match="does not train this recipe on seed 2"):
+        runner.read(stack, MINI, 2)
+    with pytest.raises(ValueError, match="does not train this recipe"):
+        runner.read(stack, MINI.changed({"lr": 0.1}), 0)
+
+
+def test_side_by_side_keeps_the_calls_order_and_raises_their_errors():
+    calls = [lambda i=i: i * i for i in range(7)]
+    assert study_module.side_by_side(calls, threads=3) == [i * i for i in range(7)]
+    assert study_module.side_by_side(calls, threads=1) == [i * i for i in range(7)]
+
+    def broken() -> int:
+        raise KeyError("lost")
+
+    with pytest.raises(KeyError, match="lost"):
+        study_module.side_by_side([*calls, broken], threads=2)

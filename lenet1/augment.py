@@ -195,10 +195,33 @@ def _random_rotate_scale(images: Tensor, max_degrees: float, max_scale: float,
 def _draw_rotate_scale(count: int, max_degrees: float, max_scale: float,
                        generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """``count`` random turns as :func:`_warp` takes them: cosine and sine over the scale."""
-    degrees = (torch.rand(count, generator=generator) * 2 - 1) * max_degrees
-    scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * max_scale
-    angle = torch.deg2rad(degrees)
-    return torch.cos(angle) / scale, torch.sin(angle) / scale
+    return _turns([_draw_turns(count, generator)], [max_degrees], [max_scale])
+
+
+def _draw_turns(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The uniform numbers behind ``count`` random turns: the angles', then the scales'."""
+    return torch.rand(count, generator=generator), torch.rand(count, generator=generator)
+
+
+def _turns(draws: Sequence[tuple[Tensor, Tensor]], max_degrees: Sequence[float],
+           max_scale: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """Several members' turns (:func:`_draw_turns`, each with its own ranges) as :func:`_warp`
+    takes them, in one batch: the arithmetic is element-wise and correctly rounded, so each
+    image gets what its member alone computes; the cosine and sine, whose vector and scalar
+    code may round differently, are taken member by member, as alone."""
+    counts = [len(angles) for angles, _ in draws]
+
+    def spread(values: Sequence[float]) -> Tensor | float:
+        if len(set(values)) == 1:
+            return values[0]
+        return torch.tensor(values, dtype=torch.float32).repeat_interleave(torch.tensor(counts))
+
+    degrees = (torch.cat([angles for angles, _ in draws]) * 2 - 1) * spread(max_degrees)
+    scale = 1 + (torch.cat([scales for _, scales in draws]) * 2 - 1) * spread(max_scale)
+    angle = torch.deg2rad(degrees).split(counts)
+    cos = torch.cat([torch.cos(part) for part in angle])
+    sin = torch.cat([torch.sin(part) for part in angle])
+    return cos / scale, sin / scale
 
 
 # --- elastic distortion -----------------------------------------------------------------------
@@ -326,14 +349,13 @@ def augment_stack(batches: Tensor, augmentations: Sequence[Augmentation],
                          f"{len(generators)} generators")
     count = batches.shape[1]
     shifts: dict[int, tuple[Tensor, Tensor]] = {}
-    turns: dict[int, tuple[Tensor, Tensor]] = {}
+    turns: dict[int, tuple[Tensor, Tensor]] = {}  # uniform draws (_draw_turns)
     noise: dict[int, Tensor] = {}
     for k, (augmentation, generator) in enumerate(zip(augmentations, generators)):
         if augmentation.translate:
             shifts[k] = _draw_shift(count, augmentation.translate, generator)
         if augmentation.rotate or augmentation.scale:
-            turns[k] = _draw_rotate_scale(count, augmentation.rotate, augmentation.scale,
-                                          generator)
+            turns[k] = _draw_turns(count, generator)
         if augmentation.elastic:
             noise[k] = _draw_noise(count, generator)
     out = batches.clone()
@@ -346,7 +368,8 @@ def augment_stack(batches: Tensor, augmentations: Sequence[Augmentation],
             dx, dy = (torch.cat([shifts[k][axis] for k in members]) for axis in (0, 1))
             _apply(out, members, lambda images: _shift(images, dx, dy, reach, wrap))
     if turns:
-        cos, sin = (torch.cat([turns[k][part] for k in turns]) for part in (0, 1))
+        cos, sin = _turns(list(turns.values()), [augmentations[k].rotate for k in turns],
+                          [augmentations[k].scale for k in turns])
         _apply(out, list(turns), lambda images: _warp(images, cos, sin))
     if noise:
         alphas = torch.tensor([augmentations[k].elastic for k in noise]).repeat_interleave(count)

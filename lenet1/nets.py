@@ -416,9 +416,16 @@ class ModernLeNet1(LeNet1Weights):
         h1 = _unit(F.conv2d(F.pad(x, pad, value=BACKGROUND), self.h1_weight, stride=STRIDE)
                    + self.h1_bias, self.unit)
         # The mask in the forward pass gives disconnected weights a zero gradient.
-        h2 = _unit(F.conv2d(F.pad(h1, pad, value=self.h2_background),
-                            self.h2_weight * self.h2_mask, stride=STRIDE) + self.h2_bias,
-                   self.unit)
+        if self.h2_background == 0.0 and not torch.is_grad_enabled():
+            # Reading only: zeros padded inside the convolution (two on every side; the
+            # stride-2 fields never reach the last row or column), the same sums as a padded
+            # copy's, bit for bit, in a third less time. (A gradient through it may be added
+            # in another order, so training keeps the copy.)
+            h2_in, padding = h1, PAD_BEFORE
+        else:
+            h2_in, padding = F.pad(h1, pad, value=self.h2_background), 0
+        h2 = _unit(F.conv2d(h2_in, self.h2_weight * self.h2_mask, stride=STRIDE,
+                            padding=padding) + self.h2_bias, self.unit)
         h2_flat = h2.flatten(1)
         if self.training and self.dropout > 0:
             # Our own mask, so the caller's generator (not the global one) decides it.

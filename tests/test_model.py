@@ -132,6 +132,19 @@ def test_h2_background_changes_h2_only():
     assert not torch.allclose(la["h2"], lb["h2"])
 
 
+def test_reading_a_zero_background_network_gives_the_padded_copys_bits():
+    # Without a gradient, ModernLeNet1 pads H1 with zeros inside H2's convolution (two on
+    # every side) rather than in a padded copy (two before, one after): the same sums.
+    model = ModernLeNet1(unit="relu", dropout=0.25, seed=3).eval()
+    assert model.h2_background == 0.0
+    x = torch.rand(300, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        read = model.states(x)
+    tracked = model.states(x)  # with a gradient: the padded copy
+    for name in ("h1", "h2", "h3", "out"):
+        assert torch.equal(read[name], tracked[name].detach()), name
+
+
 @pytest.mark.parametrize("unit", ["scaled_tanh", "tanh"])
 def test_units(unit):
     model = LeNet1(unit=unit)

@@ -81,9 +81,10 @@ def test_each_members_gradient_is_its_own_to_rounding(network, smoothing):
     images, labels = TRAIN.images[index], TRAIN.labels[index]
     keep = (torch.rand(3, 16, 192, generator=generator) >= models[0].dropout
             if models[0].dropout else None)
-    losses = _member_losses(stack.forward(images, stack.params, keep), labels, loss,
+    losses = _member_losses(stack.forward(images, stack.split(stack.flat), keep), labels, loss,
                             torch.full((3, 1), smoothing))
     losses.sum().backward()
+    grads = stack.split(stack.flat.grad)  # type: ignore[arg-type]
     for i, model in enumerate(models):
         model.train()
         h2 = model.states(images[i])  # the same layers, then this member's own dropout mask
@@ -95,8 +96,8 @@ def test_each_members_gradient_is_its_own_to_rounding(network, smoothing):
         own = objective(outputs, labels[i], loss, smoothing)
         assert own.item() == pytest.approx(losses[i].item(), rel=1e-6)
         own.backward()
-        for name, param in stack.params.items():
-            mine, theirs = param.grad[i], getattr(model, name).grad  # type: ignore[index]
+        for name, grad in grads.items():
+            mine, theirs = grad[i], getattr(model, name).grad
             assert float((mine - theirs).abs().max()) <= 1e-5 * float(theirs.abs().max()) + 1e-9
 
 
@@ -114,23 +115,24 @@ def test_the_optimiser_steps_as_torch_optim_does():
     for group in (configs[:2], configs[2:4], configs[4:6], configs[6:]):
         models = [ModernLeNet1(seed=i) for i in range(2)]
         stack = _Stack(models)
-        mine = _Optimizer(stack.params, group)
+        mine = _Optimizer(stack, group)
         theirs = [make_optimizer(m, c) for m, c in zip(models, group)]
         generator = torch.Generator().manual_seed(0)
         for step in range(4):
             lrs = [c.lr * (1 - step / 8) for c in group]
-            for name, param in stack.params.items():
-                param.grad = torch.randn(param.shape, generator=generator) * 1e-3
+            stack.flat.grad = torch.zeros_like(stack.flat)
+            for name, grad in stack.split(stack.flat.grad).items():
+                grad.copy_(torch.randn(grad.shape, generator=generator) * 1e-3)
                 for i, model in enumerate(models):
-                    getattr(model, name).grad = param.grad[i].clone()
+                    getattr(model, name).grad = grad[i].clone()
             mine.step(lrs)
             for optimizer, lr in zip(theirs, lrs):
                 for param_group in optimizer.param_groups:
                     param_group["lr"] = lr
                 optimizer.step()
         for i, model in enumerate(models):
-            for name, param in stack.params.items():
-                assert torch.equal(param.detach()[i], getattr(model, name).detach()), name
+            for name, param in stack.split(stack.flat.detach()).items():
+                assert torch.equal(param[i], getattr(model, name).detach()), name
 
 
 @pytest.mark.parametrize("network, options", OPTIONS)

@@ -194,9 +194,10 @@ def initial_network(recipe: Recipe, seed: int) -> nn.Module:
 @dataclass(frozen=True)
 class Scale:
     """How much of everything: ``train_size`` first training digits (None: all 7,291),
-    at most ``max_passes`` passes, candidates judged on the first ``selection_seeds`` seeds
-    (a validation stack holds those seeds), test runs stacked in blocks of ``test_block``
-    seeds."""
+    at most ``max_passes`` passes, the candidates of a choice that later training depends on
+    judged on the first ``selection_seeds`` seeds (a late choice's on every seed: see
+    :mod:`lenet1.experiments.modern`; a validation stack holds ``selection_seeds`` seeds),
+    test runs stacked in blocks of ``test_block`` seeds."""
 
     train_size: int | None = None
     max_passes: int | None = None

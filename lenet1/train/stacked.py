@@ -81,7 +81,10 @@ class StackedRun:
 
 
 class _Stack:
-    """K networks' parameters stacked along the first axis (H1, H2: K x 12 maps)."""
+    """K networks' parameters stacked along the first axis (H1, H2: K x 12 maps), all held in
+    one (K, P) matrix, a member's P parameters in its row (:data:`WEIGHTS` first), so that the
+    optimiser and the weight average update every parameter of every member in one operation
+    each, a member's hyperparameters a (K, 1) column."""
 
     def __init__(self, models: Sequence[ModernLeNet1]) -> None:
         first = models[0]
@@ -89,30 +92,57 @@ class _Stack:
         self.unit, self.output = first.unit, first.output
         self.dropout, self.background = first.dropout, first.h2_background
         self.mask = first.h2_mask.repeat(self.k, 1, 1, 1)
+        self.shapes = {name: tuple(getattr(first, name).shape) for name in WEIGHTS + BIASES}
+        self.sizes = [math.prod(shape) for shape in self.shapes.values()]
+        self.weight_entries = sum(self.sizes[:len(WEIGHTS)])  # a row's weights come first
         with torch.no_grad():
-            self.params = {
-                name: torch.stack([getattr(m, name).detach() for m in models]).requires_grad_()
-                for name in WEIGHTS + BIASES}
+            self.flat = torch.stack([torch.cat([getattr(m, name).detach().flatten()
+                                                for name in self.shapes])
+                                     for m in models]).requires_grad_()
+
+    def split(self, flat: Tensor) -> dict[str, Tensor]:
+        """A (K, P) matrix (the parameters, their gradient, an average) as (K, ...) views,
+        one per parameter."""
+        return {name: part.view(self.k, *shape)
+                for (name, shape), part in zip(self.shapes.items(), flat.split(self.sizes, 1))}
+
+    @staticmethod
+    def column(values: Sequence[float]) -> Tensor:
+        """(K, 1): one number per member, to broadcast over its row."""
+        return torch.tensor(values, dtype=torch.float32).unsqueeze(1)
 
     def forward(self, images: Tensor, params: dict[str, Tensor],
                 keep: Tensor | None = None) -> Tensor:
         """Outputs (K, B, 10) for images (K, B, 1, 16, 16), member k's through network k;
         ``keep``: (K, B, 192) dropout masks (training), None: no dropout (evaluation)."""
         k, batch = images.shape[0], images.shape[1]
-        w1 = params["h1_weight"].reshape(k * 12, 1, 5, 5)
-        b1 = params["h1_bias"].reshape(k * 12, 8, 8)
-        w2 = params["h2_weight"].reshape(k * 12, 12, 5, 5)
-        b2 = params["h2_bias"].reshape(k * 12, 4, 4)
+        maps = k * 12
+        w1 = params["h1_weight"].reshape(maps, 1, 5, 5)
+        w2 = params["h2_weight"].reshape(maps, 12, 5, 5)
         x = images.reshape(k, batch, 16, 16).transpose(0, 1)  # member k is input channel k
-        # Channels last: mkldnn's grouped convolutions run twice as fast on this layout.
+        # Channels last: mkldnn's grouped convolutions run twice as fast on this layout, and
+        # the biases, units and their gradients on its (B, y, x, map) view, all contiguous.
         last = torch.channels_last
-        h1 = _unit(F.conv2d(F.pad(x, PAD, value=BACKGROUND).contiguous(memory_format=last),
-                            w1.contiguous(memory_format=last), stride=STRIDE, groups=k) + b1,
-                   self.unit)
-        h2 = _unit(F.conv2d(F.pad(h1, PAD, value=self.background).contiguous(memory_format=last),
-                            (w2 * self.mask).contiguous(memory_format=last),
-                            stride=STRIDE, groups=k) + b2, self.unit)
-        h2_flat = h2.reshape(batch, k, 192).transpose(0, 1)
+        a1 = F.conv2d(F.pad(x, PAD, value=BACKGROUND).contiguous(memory_format=last),
+                      w1.contiguous(memory_format=last), stride=STRIDE, groups=k)
+        h1 = _unit(a1.permute(0, 2, 3, 1) + params["h1_bias"].permute(2, 3, 0, 1)
+                   .reshape(8, 8, maps), self.unit)
+        w2 = (w2 * self.mask).contiguous(memory_format=last)
+        if self.background == 0.0:
+            # Zeros padded inside the convolution rather than in a padded copy of H1, which
+            # costs more to write and read back than the convolution saves. Two on every side:
+            # the stride-2 fields never reach the last row or column, so they read what (2, 1)
+            # gives them. The same products, so the same numbers to rounding (on the study's
+            # stacks, bit for bit).
+            a2 = F.conv2d(h1.permute(0, 3, 1, 2), w2, stride=STRIDE, padding=PAD_BEFORE,
+                          groups=k)
+        else:
+            a2 = F.conv2d(F.pad(h1, (0, 0, *PAD), value=self.background).permute(0, 3, 1, 2),
+                          w2, stride=STRIDE, groups=k)
+        h2 = _unit(a2.permute(0, 2, 3, 1) + params["h2_bias"].permute(2, 3, 0, 1)
+                   .reshape(4, 4, maps), self.unit)
+        # (B, y, x, member, map) to each member's (map, y, x) units: (K, B, 192)
+        h2_flat = h2.view(batch, 16, k, 12).permute(2, 0, 3, 1).reshape(k, batch, 192)
         if keep is not None:
             h2_flat = h2_flat * keep / (1 - self.dropout)  # as ModernLeNet1 does
         h3 = _unit(torch.baddbmm(params["h3_bias"].unsqueeze(1), h2_flat,
@@ -145,75 +175,59 @@ def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor
     return ((outputs - targets) ** 2).mean(dim=2).mean(dim=1)
 
 
-def _per_member(values: Sequence[float], params: Sequence[Tensor]) -> list[Tensor]:
-    """(K,) numbers, one view per parameter shaped to broadcast over it."""
-    column = torch.tensor(values, dtype=torch.float32)
-    return [column.view(-1, *([1] * (p.dim() - 1))) for p in params]
-
-
 class _Optimizer:
     """SGD (momentum, weight decay added to the gradient) or AdamW (decoupled decay), as
-    torch.optim does them one tensor at a time (the same operations, so the same bits), with
-    each member's own hyperparameters, over all parameters at once (``torch._foreach_*``)."""
+    torch.optim does them one tensor at a time (the same element-wise operations, so the same
+    bits), with each member's own hyperparameters, on the stack's (K, P) matrix at once."""
 
-    def __init__(self, params: dict[str, Tensor], configs: Sequence[ModernConfig]) -> None:
-        self.configs = configs
-        self.params = list(params.values())
-        assert list(params) == list(WEIGHTS + BIASES)
-        # The decayed tensors: the weights, and the biases too if the members say so.
-        self.weights = [params[name] for name in
-                        (WEIGHTS + BIASES if configs[0].decay_biases else WEIGHTS)]
+    def __init__(self, stack: _Stack, configs: Sequence[ModernConfig]) -> None:
+        self.stack, self.configs = stack, configs
+        # The decayed entries: a row's weights (its first entries), its biases too if the
+        # members say so.
+        self.decayed = stack.flat.shape[1] if configs[0].decay_biases else stack.weight_entries
         self.kind = configs[0].optimizer
         self.steps = 0
-        self.state: list[list[Tensor]] = []
+        self.state: list[Tensor] = []
         self.decays = [c.weight_decay for c in configs]
-        self.momenta = _per_member([c.momentum for c in configs], self.params)
+        self.momenta = stack.column([c.momentum for c in configs])
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float]) -> None:
         self.steps += 1
-        grads = [p.grad for p in self.params]
-        if any(g is None for g in grads):
+        grad = self.stack.flat.grad
+        if grad is None:
             raise RuntimeError("every parameter needs a gradient before a step")
         if self.kind == "adamw":
-            self._adamw(grads, lrs)  # type: ignore[arg-type]
+            self._adamw(grad, lrs)
         else:
-            self._sgd(grads, lrs)  # type: ignore[arg-type]
+            self._sgd(grad, lrs)
 
-    def _sgd(self, grads: list[Tensor], lrs: Sequence[float]) -> None:
+    def _sgd(self, grad: Tensor, lrs: Sequence[float]) -> None:
+        params, n = self.stack.flat, self.decayed
         if any(self.decays):
-            # grad + decay * p, for the weights only; addcmul rounds as add(alpha=) does, fused.
-            decays = _per_member(self.decays, self.weights)
-            for j, weight in enumerate(self.weights):  # params' first tensors, in order
-                grads[j] = grads[j].addcmul(weight, decays[j])
+            # grad + decay * p on the decayed entries; addcmul rounds as add(alpha=) does, fused.
+            grad[:, :n].addcmul_(params[:, :n], self.stack.column(self.decays))
         if not self.state:
-            self.state = [[g.clone() for g in grads]]
+            self.state = [grad.clone()]
         else:
-            torch._foreach_mul_(self.state[0], self.momenta)
-            torch._foreach_add_(self.state[0], grads)
-        torch._foreach_addcmul_(self.params, self.state[0],
-                                _per_member([-lr for lr in lrs], self.params))
+            self.state[0].mul_(self.momenta).add_(grad)
+        params.addcmul_(self.state[0], self.stack.column([-lr for lr in lrs]))
 
-    def _adamw(self, grads: list[Tensor], lrs: Sequence[float]) -> None:
+    def _adamw(self, grad: Tensor, lrs: Sequence[float]) -> None:
+        params, n = self.stack.flat, self.decayed
         beta1, beta2 = ADAM_BETAS
         if not self.state:
-            self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2)]
+            self.state = [torch.zeros_like(params) for _ in range(2)]
         exp_avg, exp_avg_sq = self.state
-        torch._foreach_mul_(self.weights, _per_member(
-            [1 - lr * d for lr, d in zip(lrs, self.decays)], self.weights))
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+        params[:, :n].mul_(self.stack.column([1 - lr * d for lr, d in zip(lrs, self.decays)]))
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         correction1 = 1 - beta1 ** self.steps
         correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, correction2_sqrt)
-        torch._foreach_add_(denom, ADAM_EPS)
+        denom = exp_avg_sq.sqrt().div_(correction2_sqrt).add_(ADAM_EPS)
         # addcdiv's order: p + (value * exp_avg) / denom
-        update = torch._foreach_mul(exp_avg, _per_member([-lr / correction1 for lr in lrs],
-                                                         self.params))
-        torch._foreach_div_(update, denom)
-        torch._foreach_add_(self.params, update)
+        update = exp_avg * self.stack.column([-lr / correction1 for lr in lrs])
+        params.add_(update.div_(denom))
 
 
 def _check(models: Sequence[ModernLeNet1], configs: Sequence[ModernConfig],
@@ -271,14 +285,12 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
                          f"got {until!r}")
     k = len(models)
     stack = _Stack(models)
-    params = stack.params
-    optimizer = _Optimizer(params, configs)
-    averages = None
+    optimizer = _Optimizer(stack, configs)
+    average = None
     if any(c.ema for c in configs):
-        averages = {name: p.detach().clone() for name, p in params.items()}
+        average = stack.flat.detach().clone()
         # decay 0 (no average): weight 1, and lerp's weight-1 branch returns the network exactly
-        ema_weights = dict(zip(params, _per_member([1 - c.ema for c in configs],
-                                                   list(params.values()))))
+        ema_weight = stack.column([1 - c.ema for c in configs])
     streams = [[_generator(c.seed, s) for s in range(3)] for c in configs]
     augmentations = [c.augmentation() for c in configs]
     smoothing = torch.tensor([c.label_smoothing for c in configs]).unsqueeze(1)
@@ -292,7 +304,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     lrs = [c.lr_at(0, total_steps) for c in configs]
 
     def judged() -> dict[str, Tensor]:
-        return averages if averages is not None else {n: p.detach() for n, p in params.items()}
+        return stack.split(average if average is not None else stack.flat.detach())
 
     def record(pass_index: int, members: Sequence[int] = range(k)) -> None:
         # Each member is evaluated in its own network, exactly as train_minibatch evaluates
@@ -317,31 +329,34 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
         record(0)
     step = 0
     for pass_index in range(1, (until or passes) + 1):
-        orders = [torch.randperm(len(train), generator=s[0]) if c.shuffle
-                  else torch.arange(len(train)) for c, s in zip(configs, streams)]
+        orders = torch.stack([torch.randperm(len(train), generator=s[0]) if c.shuffle
+                              else torch.arange(len(train)) for c, s in zip(configs, streams)])
         for begin in range(0, len(train), batch_size):
-            index = torch.stack([order[begin:begin + batch_size] for order in orders])
+            index = orders[:, begin:begin + batch_size]
+            flat_index = index.flatten()
             # The training digits were checked once, so the mini-batches are not.
-            images, labels = train.images[index], train.labels[index]
+            images = train.images.index_select(0, flat_index).view(*index.shape, 1, 16, 16)
+            labels = train.labels.index_select(0, flat_index).view(index.shape)
             if any(a.active for a in augmentations):
                 images = augment_stack(images, augmentations, [s[1] for s in streams])
             keep = None
             if stack.dropout > 0:
-                shape = (images.shape[1], 192)
-                keep = torch.stack([torch.rand(shape, generator=s[2]) >= stack.dropout
-                                    for s in streams])
+                noise = torch.empty(k, images.shape[1], 192)
+                for i, s in enumerate(streams):
+                    torch.rand(noise.shape[1:], generator=s[2], out=noise[i])
+                keep = noise >= stack.dropout
             lrs = [c.lr_at(step, total_steps) for c in configs]
-            for p in params.values():
-                p.grad = None
-            soft = soft_targets[index] if distilling and soft_targets is not None else None
-            losses = _member_losses(stack.forward(images, params, keep), labels, loss_kind,
+            stack.flat.grad = None
+            soft = (soft_targets.index_select(0, flat_index).view(*index.shape, 10)
+                    if distilling and soft_targets is not None else None)
+            losses = _member_losses(stack.forward(images, stack.split(stack.flat), keep),
+                                    labels, loss_kind,
                                     smoothing, distil, soft)
             losses.sum().backward()  # each member's gradient is its own loss's
             optimizer.step(lrs)
-            if averages is not None:
+            if average is not None:
                 with torch.no_grad():
-                    for name, average in averages.items():
-                        average.lerp_(params[name], ema_weights[name])
+                    average.lerp_(stack.flat, ema_weight)
             step += 1
         if record_every or pass_index == passes or until is not None:
             record(pass_index)

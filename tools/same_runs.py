@@ -22,20 +22,18 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from lenet1.experiments.cache import KEY_FILE, PARTIAL, runs_root
+from lenet1.experiments.cache import KEY_FILE, entries, read_key, runs_root
 
 UNTIMED = ("seconds", "environment")  # how long and where: not a number of the run
 
 
 def _keyed(root: Path, code: str) -> dict[str, Path]:
-    """``code``'s complete entries under ``root``, by their kind and spec."""
+    """``code``'s complete entries under ``root`` (:func:`~lenet1.experiments.cache.entries`),
+    by their kind and spec."""
     found = {}
-    for key_file in sorted(root.glob(f"*/*/{KEY_FILE}")):
-        if PARTIAL in key_file.parent.name:
-            continue
-        key = json.loads(key_file.read_text())
-        if key.get("code") == code:
-            found[json.dumps([key["kind"], key["spec"]], sort_keys=True)] = key_file.parent
+    for entry in entries(root, code):
+        key = read_key(root / entry)
+        found[json.dumps([key["kind"], key["spec"]], sort_keys=True)] = root / entry
     return found
 
 

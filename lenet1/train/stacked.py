@@ -350,8 +350,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             soft = (soft_targets.index_select(0, flat_index).view(*index.shape, 10)
                     if distilling and soft_targets is not None else None)
             losses = _member_losses(stack.forward(images, stack.split(stack.flat), keep),
-                                    labels, loss_kind,
-                                    smoothing, distil, soft)
+                                    labels, loss_kind, smoothing, distil, soft)
             losses.sum().backward()  # each member's gradient is its own loss's
             optimizer.step(lrs)
             if average is not None:

@@ -419,8 +419,9 @@ class ModernLeNet1(LeNet1Weights):
         if self.h2_background == 0.0 and not torch.is_grad_enabled():
             # Reading only: zeros padded inside the convolution (two on every side; the
             # stride-2 fields never reach the last row or column), the same sums as a padded
-            # copy's, bit for bit, in a third less time. (A gradient through it may be added
-            # in another order, so training keeps the copy.)
+            # copy's (bit for bit in the tests and in every reading of the study), in a third
+            # less time. (A gradient through it may be added in another order, so training
+            # keeps the copy.)
             h2_in, padding = h1, PAD_BEFORE
         else:
             h2_in, padding = F.pad(h1, pad, value=self.h2_background), 0

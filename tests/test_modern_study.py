@@ -33,7 +33,13 @@ from lenet1.experiments.recipes import (
     initial_network,
     stack_of,
 )
-from lenet1.experiments.training import Runner, RunResult, load_network, teacher_of
+from lenet1.experiments.training import (
+    Runner,
+    RunResult,
+    TeacherJob,
+    load_network,
+    teacher_of,
+)
 from lenet1.experiments.runs import RunConfig, make_model
 from lenet1.report.modern import format_rows
 from lenet1.train.minibatch import ModernHistory, ModernRecord, predict_shifted
@@ -210,9 +216,9 @@ def test_run_all_trains_each_stack_once_and_logs_progress(tmp_path, monkeypatch)
     trained: list[Stack] = []
     real = Runner._train
 
-    def counting(self, stacks, what):
+    def counting(self, stacks, what, teachers=()):
         trained.extend(stacks)
-        real(self, stacks, what)
+        real(self, stacks, what, teachers)
 
     monkeypatch.setattr(Runner, "_train", counting)
     lines: list[str] = []
@@ -250,6 +256,67 @@ def test_test_stacks_may_record_the_training_set_at_the_end_only(tmp_path):
     assert [r.test for r in passes] == [r.test for r in full.history.passes]
     assert passes[-1].train == full.history.passes[-1].train
     assert lean.train == full.train and lean.test == full.test
+
+
+def test_an_online_test_stack_may_record_the_training_set_at_the_end_only(tmp_path):
+    online = PAPER_RECIPE.changed({"passes": 2})
+    full = Runner(tmp_path, _sets(), Scale()).run(online, 0, "test")
+    lean = Runner(tmp_path, _sets(), Scale(), train_curves=False).run(online, 0, "test")
+    assert lean.path != full.path
+    passes = lean.history.passes
+    assert all(math.isnan(r.train.error) and r.train.count == 0 for r in passes[:-1])
+    assert [r.test for r in passes] == [r.test for r in full.history.passes]
+    assert passes[-1].train == full.history.passes[-1].train
+    assert torch.equal(load_network(lean).h3_weight, load_network(full).h3_weight)
+
+
+DISTILLING = MINI.changed({"output": "logits", "loss": "cross_entropy", "lr": 0.1,
+                           "distil": 0.5})
+
+
+def _member_files(result: RunResult) -> dict[str, bytes]:
+    assert result.path is not None
+    return {name: (result.path / name).read_bytes()
+            for name in ("weights.safetensors", "history.json")}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_teacher_trained_on_its_own_gives_each_stack_the_bits_of_its_own(tmp_path, workers):
+    sets, scale = _sets(), Scale(selection_seeds=2)
+    candidates = [DISTILLING, DISTILLING.changed({"distil": 0.0})]
+    # Alone: each seed's stack trains its own teacher.
+    alone = Runner(tmp_path / "alone", sets, scale).run_candidates(candidates, (0, 1),
+                                                                    "validation")
+    lines: list[str] = []
+    with Runner(tmp_path / "ahead", sets, scale, log=lines.append, workers=workers) as runner:
+        stacks = runner.candidate_stacks(candidates, (0, 1), "validation")
+        assert runner.teachers_for(stacks[:1]) == []  # one stack trains its own
+        teachers = runner.teachers_for(stacks)
+        assert teachers == [TeacherJob("validation", DISTILLING.passes)]
+        # The teacher as a task beside another run, kept for the stacks trained later.
+        runner.train_missing([runner.stack(MINI, 0, "test")], "a run", teachers)
+        assert runner.teachers_for(stacks) == []
+        ahead = runner.run_candidates(candidates, (0, 1), "validation")
+    assert lines[0].startswith("training 6 networks (a run), 2 tasks")
+    assert any("trained teacher (validation, 2 passes): " in line for line in lines)
+    assert [_member_files(r) for r in ahead] == [_member_files(r) for r in alone]
+    taught = [teacher_of(r) for r in ahead]
+    assert taught[0] is not None and taught[0] == teacher_of(alone[0]) == taught[1]
+    assert taught[2:] == [None, None]
+    # Stored stacks need no teacher.
+    assert Runner(tmp_path / "ahead", sets, scale).teachers_for(stacks) == []
+
+
+def test_a_stack_refuses_another_sets_teacher():
+    sets, scale = _sets(), Scale()
+    stack = stack_of(DISTILLING, 0, "validation", scale)
+    wrong = recipes_module.teach(sets, "test", recipes_module.teacher_passes(DISTILLING))
+    with pytest.raises(ValueError, match="does not learn from a teacher"):
+        recipes_module.train_stack(stack, sets, teaching=wrong)
+    plain = stack_of(MINI, 0, "validation", scale)
+    right = recipes_module.teach(sets, "validation", recipes_module.teacher_passes(MINI))
+    with pytest.raises(ValueError, match="does not learn from a teacher"):
+        recipes_module.train_stack(plain, sets, teaching=right)
 
 
 def test_a_runs_stack_is_its_recipe_on_a_fixed_block_of_seeds():

@@ -22,6 +22,10 @@ late choices are then made on every seed's validation runs, not the selection se
 A losing candidate's test runs are trained for nothing (here, the 80-pass ones if the 30
 passes before them won), and no training waits for the choice.
 
+What no choice waits for trains beside the first choice: the runs of the steps before it,
+and the teacher the distilling candidates share (trained once as a task of its own; a stack
+for which none was trained trains its own, with the same bits).
+
 Every step's recipe is also judged on the validation split on every seed of the study, and
 the same networks are read on the test digits
 (:meth:`~lenet1.experiments.training.Runner.on_test`) for the book's comparison of the two
@@ -498,21 +502,54 @@ def run_study(seeds: Sequence[int] = SEEDS, quick: bool = False, *,
                 log(f"step {index} {step.name}: chose {describe(candidates[chosen])}")
             return base.changed(candidates[chosen])
 
+        def choice_stacks(step: Step, base: Recipe, judged: Callable[[Recipe], bool]
+                          ) -> list[Stack]:
+            """A choice's stacks on the selection seeds. In a pure choice whose previous
+            recipe was ``judged`` already (the step before it chose), those runs are its
+            figures, not new ones."""
+            candidates = step.candidates()
+            if not step.changes and judged(base):
+                candidates = candidates[1:]
+            return runner.candidate_stacks([base.changed(c) for c in candidates],
+                                           selection_seeds, "validation")
+
+        # What no choice waits for trains beside the first choice: the runs of the steps
+        # before it (their recipes are fixed), and each teacher that later distilling
+        # candidates would otherwise each train for themselves (for the stacks the earlier
+        # steps' first candidates lead to; should a choice change the teacher's length, those
+        # stacks train their own, with the same bits).
+        first_choice = next((i for i, step in enumerate(steps[:first_late]) if step.choices),
+                            None)
+        early: list[Stack] = []
+        for fixed in recipes(steps[:first_choice or 0]):
+            trained = trained_recipe(fixed, scale)
+            early += [runner.stack(trained, seed, "test") for seed in seeds]
+            early += runner.seed_stacks(trained, seeds, "validation")
+        expected, seen, later = PAPER_RECIPE, set[Recipe](), []
+        for step in steps[:first_late]:
+            expected = expected.changed(step.changes)
+            if step.choices:
+                stacks = choice_stacks(step, expected,
+                                       lambda r: trained_recipe(r, scale) in seen)
+                later += stacks
+                seen.update(r for stack in stacks for r in stack.recipes)
+                expected = expected.changed(step.choices[0])
+        teachers = runner.teachers_for(later)
         # First every choice that later steps build on, step by step, on the selection seeds.
         step_recipes: list[Recipe] = []
         recipe = PAPER_RECIPE
         for index, step in enumerate(steps[:first_late]):
             base = recipe.changed(step.changes)
             if step.choices:
-                candidates = step.candidates()
-                # In a pure choice whose previous recipe was judged already (the step before
-                # it chose), those runs are its figures, not new ones.
-                known = not step.changes and all(
-                    (trained_recipe(base, scale), seed) in judged_in for seed in selection_seeds)
-                stacks = runner.candidate_stacks([base.changed(c) for c in
-                                                  (candidates[1:] if known else candidates)],
-                                                 selection_seeds, "validation")
-                runner.train_missing(stacks, f"step {index} {step.name}, validation")
+                stacks = choice_stacks(step, base, lambda r: all(
+                    (trained_recipe(r, scale), seed) in judged_in for seed in selection_seeds))
+                what = f"step {index} {step.name}, validation"
+                if index == first_choice:
+                    runner.train_missing(stacks + early, what + (
+                        "; beside it, what no choice waits for" if early or teachers else ""),
+                        teachers)
+                else:
+                    runner.train_missing(stacks, what)
                 note(stacks)
                 base = decide(index, step, base, selection_seeds)
             recipe = base

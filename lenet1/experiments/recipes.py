@@ -19,6 +19,7 @@ worker process or a machine of a cluster runs.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -233,9 +234,9 @@ class Stack:
     ``"validation"``: the held-out part of the training digits). The recipes share their
     shape (:meth:`Recipe.shape`). An online recipe is always a stack of one seed: the compiled
     engine gives a network the same numbers alone or beside others. A test stack records both
-    sets after every pass; with ``train_curves=False`` a mini-batch one records the training
-    set's figures after the last pass only (the test curve is what the book draws, and the
-    training set costs four times as much to read)."""
+    sets after every pass; with ``train_curves=False`` it records the training set's figures
+    after the last pass only (the test curve is what the book draws, and the training set
+    costs four times as much to read)."""
 
     recipes: tuple[Recipe, ...]
     seeds: tuple[int, ...]
@@ -301,13 +302,13 @@ def stack_of(recipe: Recipe, seed: int, evaluation: str, scale: Scale,
     """The stack that trains ``recipe`` on ``seed`` when it is asked for alone: the trained
     recipe (:func:`trained_recipe`) on the block of ``scale.block(evaluation)`` seeds that
     holds ``seed`` (blocks start at 0: 0-4, 5-9, ...); ``train_curves``: see :class:`Stack`
-    (a test stack of mini-batch networks only)."""
+    (a test stack only)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"a seed is a whole number >= 0, got {seed!r}")
     trained = trained_recipe(recipe, scale)
     size = 1 if trained.trainer == "online" else scale.block(evaluation)
     first = seed - seed % size
-    curves = train_curves or evaluation != "test" or trained.trainer == "online"
+    curves = train_curves or evaluation != "test"
     return Stack((trained,), tuple(range(first, first + size)), evaluation, curves)
 
 
@@ -342,6 +343,38 @@ def study_sets(scale: Scale, data_root: str | None = None, split: Split | None =
             "validation": validation_split(train, VALIDATION_FRACTION, VALIDATION_SEED)}
 
 
+@dataclass(frozen=True)
+class Teaching:
+    """What a distilling stack learns from (:func:`teach`): the teacher's probabilities for
+    the training digits of ``evaluation`` (``soft``, one row a digit), after ``passes`` of its
+    training; its figures on the judged digits; and the seconds its training took. Decided by
+    the digits and ``passes`` alone, so one teaching serves every stack that asks for it."""
+
+    evaluation: str
+    passes: int
+    soft: Tensor
+    figures: Metrics
+    seconds: float
+
+
+def teacher_passes(recipe: Recipe) -> int:
+    """How long the teacher of a distilling stack of ``recipe`` trains: never longer than the
+    stack (quick mode's two passes)."""
+    return min(TEACHER_TRAINING.passes, recipe.passes)
+
+
+def teach(sets: Mapping[str, tuple[Digits, Digits]], evaluation: str, passes: int) -> Teaching:
+    """Train the teacher on ``evaluation``'s training digits for ``passes`` and read it on
+    them: the :class:`Teaching` every distilling stack of that set and length learns from."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+    start = time.perf_counter()
+    train, judged = sets[evaluation]
+    network, figures = train_teacher(train, judged, passes)
+    soft = soft_targets(network, train.images)
+    return Teaching(evaluation, passes, soft, figures, time.perf_counter() - start)
+
+
 @dataclass
 class Trained:
     """One network of a trained stack: its recipe's place in the stack, its seed, history,
@@ -357,15 +390,22 @@ class Trained:
 
 
 def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
-                until: int | None = None) -> list[Trained]:
+                until: int | None = None, teaching: Teaching | None = None) -> list[Trained]:
     """Train every network of ``stack`` from the paper's initial weights of its seed: a
     mini-batch stack together with :func:`~lenet1.train.stacked.train_stacked`, an online run
     on the compiled engine. Depends on nothing but the stack and the digits (torch on one
     thread), so it gives the same bits in this process, a worker or a cluster. ``until``: only
     that many passes of a mini-batch stack (see :func:`~lenet1.train.stacked.train_stacked`),
-    to check the beginning of a recorded run."""
+    to check the beginning of a recorded run. ``teaching``: a distilling stack's teacher
+    (:func:`teach`), trained elsewhere already (the same bits as training it here, which is
+    done when it is None)."""
     if until is not None and stack.recipe.trainer == "online":
         raise ValueError("until applies to mini-batch stacks only")
+    distils = any(recipe.distil for recipe in stack.recipes)
+    if teaching is not None and (not distils or (teaching.evaluation, teaching.passes)
+                                 != (stack.evaluation, teacher_passes(stack.recipe))):
+        raise ValueError(f"the stack {stack.label()} does not learn from a teacher of "
+                         f"{teaching.passes} passes on the {teaching.evaluation} set")
     members = stack.members
     train, judged = sets[stack.evaluation]
     models = [initial_network(recipe, seed) for _, recipe, seed in members]
@@ -377,20 +417,19 @@ def train_stack(stack: Stack, sets: Mapping[str, tuple[Digits, Digits]],
         recipe = stack.recipe
         try:
             outcomes = [(train_online(models[0], train, judged, recipe.passes, SGD(recipe.lr),
-                                      FastEngine(), record_every=every), False)]
+                                      FastEngine(), record_every=every,
+                                      train_every=stack.train_curves), False)]
         except FloatingPointError:
             outcomes = [(History(), True)]
     else:
-        soft = None
-        if any(recipe.distil for _, recipe, _ in members):
-            # One teacher for the stack's training digits, never trained longer than the stack.
-            network, teacher = train_teacher(train, judged, min(TEACHER_TRAINING.passes,
-                                                                stack.recipe.passes))
-            soft = soft_targets(network, train.images)
+        if distils and teaching is None:
+            teaching = teach(sets, stack.evaluation, teacher_passes(stack.recipe))
+        if teaching is not None:
+            teacher = teaching.figures
         runs = train_stacked(models, train, judged,  # type: ignore[arg-type]
                              [recipe.modern_config(seed) for _, recipe, seed in members],
                              record_every=every, until=until, train_every=stack.train_curves,
-                             soft_targets=soft)
+                             soft_targets=None if teaching is None else teaching.soft)
         outcomes = [(ModernHistory() if r.diverged else r.history, r.diverged) for r in runs]
     return [Trained(index, seed, history, diverged,
                     None if diverged else {k: v.detach().contiguous()

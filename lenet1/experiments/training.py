@@ -42,10 +42,13 @@ from .recipes import (
     Recipe,
     Scale,
     Stack,
+    Teaching,
     Trained,
     candidate_stacks,
     final_metrics,
     stack_of,
+    teach,
+    teacher_passes,
     train_stack,
     trained_recipe,
 )
@@ -106,8 +109,11 @@ class Progress:
 def _outcome(history: History, diverged: bool, where: str) -> str:
     if diverged or not history.passes or not math.isfinite(history.final.train.mse):
         return "diverged"
-    final = history.final.test
-    return f"{100 * final.error:.2f}% ({final.misses}) on {where}"
+    return _figures(history.final.test, where)
+
+
+def _figures(metrics: Metrics, where: str) -> str:
+    return f"{100 * metrics.error:.2f}% ({metrics.misses}) on {where}"
 
 
 # --- online runs --------------------------------------------------------------------------------
@@ -317,11 +323,31 @@ def teacher_of(result: RunResult) -> Metrics | None:
     return Metrics(**saved["teacher"]) if "teacher" in saved else None
 
 
-def _train_stack_task(context: Context, stack: Stack, threads: int
-                      ) -> tuple[list[Trained], float, dict[str, str]]:
-    """A task: one stack, its wall time and the machine it ran on."""
+@dataclass(frozen=True)
+class TeacherJob:
+    """The teacher of one training set and length, as a task of its own
+    (:func:`~lenet1.experiments.recipes.teach`)."""
+
+    evaluation: str
+    passes: int
+
+    def label(self) -> str:
+        return f"teacher ({self.evaluation}, {self.passes} passes)"
+
+
+StackTask = tuple[Stack, Teaching | None]
+
+
+def _train_task(context: Context, task: StackTask | TeacherJob, threads: int
+                ) -> tuple[list[Trained] | Teaching, float, dict[str, str]]:
+    """A task: one stack (with its teacher, if one was trained for it already) or one
+    teacher; its wall time and the machine it ran on."""
     start = time.perf_counter()
-    trained = train_stack(stack, context)
+    if isinstance(task, TeacherJob):
+        taught = teach(context, task.evaluation, task.passes)
+        return taught, taught.seconds, environment()
+    stack, teaching = task
+    trained = train_stack(stack, context, teaching=teaching)
     return trained, time.perf_counter() - start, environment()
 
 
@@ -355,6 +381,10 @@ class Runner:
         self._executor = executor
         self._own: Executor | None = None
         self._fresh: set[Stack] = set()  # the stacks this runner trained
+        # Teachers this runner trained as tasks of their own (teachers_for), by training set
+        # and length.
+        self._teachings: dict[TeacherJob, Teaching] = {}
+        self._pupils: dict[TeacherJob, int] = {}  # how many stacks each was trained for
 
     def __enter__(self) -> Runner:
         return self
@@ -382,13 +412,38 @@ class Runner:
             (folder / stack.member(index, seed) / name).is_file()
             for index, _, seed in stack.members for name in MEMBER_FILES)
 
-    def train_missing(self, stacks: Sequence[Stack], what: str = "") -> None:
+    def teachers_for(self, stacks: Sequence[Stack]) -> list[TeacherJob]:
+        """The teachers worth training on their own for ``stacks`` (the distilling stacks a
+        later call will train): each teacher that two or more of those the cache lacks would
+        otherwise each train for themselves, and this runner has not trained yet. Trained
+        by :meth:`train_missing` (``teachers``), one is kept for every stack trained later
+        that learns from it, and its time is shared evenly by the stacks it was counted for
+        here; a stack without one trains its own, with the same bits."""
+        wanted: dict[TeacherJob, int] = {}
+        for stack in dict.fromkeys(stacks):
+            if any(r.distil for r in stack.recipes) and not self._complete(stack):
+                job = TeacherJob(stack.evaluation, teacher_passes(stack.recipe))
+                wanted[job] = wanted.get(job, 0) + 1
+        jobs = [job for job, count in wanted.items() if count > 1 and job not in self._teachings]
+        self._pupils.update((job, wanted[job]) for job in jobs)
+        return jobs
+
+    def _teaching(self, stack: Stack) -> Teaching | None:
+        """The teacher trained already for ``stack``, if it distils and one was."""
+        if not any(r.distil for r in stack.recipes):
+            return None
+        return self._teachings.get(TeacherJob(stack.evaluation, teacher_passes(stack.recipe)))
+
+    def train_missing(self, stacks: Sequence[Stack], what: str = "",
+                      teachers: Sequence[TeacherJob] = ()) -> None:
         """Train those of ``stacks`` the cache lacks, side by side (the longest first); the
         ``run`` methods then reload them. For stacks of several kinds that should share the
-        workers, e.g. a study's test runs and its last validation runs."""
+        workers, e.g. a study's test runs and its last validation runs. ``teachers``
+        (:meth:`teachers_for`) are trained beside them, for stacks trained later."""
         missing = [stack for stack in dict.fromkeys(stacks) if not self._complete(stack)]
-        if missing:
-            self._train(missing, what)
+        jobs = [job for job in dict.fromkeys(teachers) if job not in self._teachings]
+        if missing or jobs:
+            self._train(missing, what, jobs)
             self._fresh.update(missing)
 
     def run_all(self, jobs: Sequence[tuple[Recipe, int, str]], what: str = ""
@@ -508,19 +563,31 @@ class Runner:
             self._own = Processes(min(self.workers, os.cpu_count() or 1))
         return self._own
 
-    def _train(self, stacks: Sequence[Stack], what: str) -> None:
-        """Train ``stacks`` (the longest first, so that the short ones fill the workers'
-        last gaps) and store each as it comes."""
-        order = sorted(stacks, key=lambda s: _expected_cost(s.recipe) * len(s.members),
-                       reverse=True)
-        executor = self._executor_for(len(order))
-        progress = Progress(sum(len(s.members) for s in order), len(order), executor.workers,
-                            what, executor.description, self.log)
-        for index, (trained, seconds, machine) in executor.run(_train_stack_task, order,
-                                                               self.sets, self.code):
-            stack = order[index]
-            self._store(stack, trained, seconds, machine)
-            for member in trained:
+    def _train(self, stacks: Sequence[Stack], what: str,
+               teachers: Sequence[TeacherJob] = ()) -> None:
+        """Train ``stacks`` and ``teachers`` (the longest first, so that the short ones fill
+        the workers' last gaps), store each stack as it comes and keep each teacher."""
+        tasks: list[StackTask | TeacherJob] = [*teachers, *((stack, self._teaching(stack))
+                                                           for stack in stacks)]
+        tasks.sort(key=_task_cost, reverse=True)
+        executor = self._executor_for(len(tasks))
+        progress = Progress(sum(len(s.members) for s in stacks) + len(teachers), len(tasks),
+                            executor.workers, what, executor.description, self.log)
+        for index, (result, seconds, machine) in executor.run(_train_task, tasks, self.sets,
+                                                              self.code):
+            task = tasks[index]
+            if isinstance(task, TeacherJob):
+                self._teachings[task] = result
+                progress.done(f"{task.label()}: {_figures(result.figures, task.evaluation)}")
+                continue
+            stack, teaching = task
+            if teaching is not None:
+                # A shared teacher's time is shared evenly by the stacks it was trained for,
+                # so that the runs' times add up to the time spent.
+                job = TeacherJob(teaching.evaluation, teaching.passes)
+                seconds += teaching.seconds / self._pupils.get(job, 1)
+            self._store(stack, result, seconds, machine)
+            for member in result:
                 progress.done(f"{stack.label()} {stack.member(member.index, member.seed)}: "
                               f"{_outcome(member.history, member.diverged, stack.evaluation)}")
 
@@ -545,6 +612,18 @@ class Runner:
 
         cache.store(self.stack_folder(stack), self.KIND, stack.spec(self.scale), write,
                     self.code)
+
+
+#: A teacher's pass, in passes of one LeNet-1 network in a stack (for ordering only; measured:
+#: 20 passes in about 20 s, a step 7 network's 30 passes in about 5 s).
+TEACHER_PASS_COST = 5.0
+
+
+def _task_cost(task: StackTask | TeacherJob) -> float:
+    if isinstance(task, TeacherJob):
+        return TEACHER_PASS_COST * task.passes
+    stack = task[0]
+    return _expected_cost(stack.recipe) * len(stack.members)
 
 
 def _expected_cost(recipe: Recipe) -> float:

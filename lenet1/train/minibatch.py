@@ -109,9 +109,11 @@ def check_soft_targets(soft: Tensor | None, configs: list[ModernConfig], count: 
         raise ValueError("soft targets must be probabilities: finite, >= 0, rows summing to 1")
 
 
-def evaluate_modern(model: nn.Module, digits: Digits, loss: str) -> tuple[Metrics, float]:
-    """Metrics and the plain (unsmoothed) loss on a whole set, the network in evaluation mode."""
-    outputs = predict(model, digits.images)
+def evaluate_modern(model: nn.Module, digits: Digits, loss: str, *, checked: bool = False
+                    ) -> tuple[Metrics, float]:
+    """Metrics and the plain (unsmoothed) loss on a whole set, the network in evaluation mode
+    (``checked``: as :func:`~lenet1.train.online.predict`'s)."""
+    outputs = predict(model, digits.images, checked=checked)
     value = float(objective(outputs, digits.labels, loss)) if len(digits) else math.nan
     return metrics_of(place_coded(model, outputs), digits.labels), value
 
@@ -124,10 +126,11 @@ def predict_shifted(model: nn.Module, images: Tensor, max_shift: int = 1) -> Ten
     from ..augment import _check_whole, translate
 
     _check_whole(max_shift, "max_shift", 0, 16)
+    check_images(images)  # a shifted copy of good images is good
     total = torch.zeros(len(images), 10)
     for dy in range(-max_shift, max_shift + 1):
         for dx in range(-max_shift, max_shift + 1):
-            total += place_coded(model, predict(model, translate(images, dx, dy)))
+            total += place_coded(model, predict(model, translate(images, dx, dy), checked=True))
     return total / (2 * max_shift + 1) ** 2
 
 
@@ -254,11 +257,6 @@ class ModernConfig:
         return self.lr * (1 - fraction)
 
 
-#: The figures of a set that was not evaluated after a pass (NaN, no patterns), as in the
-#: records of a stack trained with ``train_every=False``.
-UNMEASURED = Metrics(math.nan, math.nan, 0, 0)
-
-
 @dataclass
 class ModernRecord(PassRecord):
     """A :class:`~lenet1.train.online.PassRecord` plus each set's loss and the pass's learning
@@ -328,6 +326,7 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
                          f"{'logits' if config.loss == 'cross_entropy' else 'squashed'} "
                          f"outputs")
     check_images(train.images)
+    check_images(test.images)
     if len(train) == 0:
         raise ValueError("the training set is empty")
     check_soft_targets(soft_targets, [config], len(train))
@@ -342,8 +341,8 @@ def train_minibatch(model: nn.Module, train: Digits, test: Digits, config: Moder
 
     def record(pass_index: int) -> None:
         judged = average.model if average is not None else model
-        train_metrics, train_loss = evaluate_modern(judged, train, config.loss)
-        test_metrics, test_loss = evaluate_modern(judged, test, config.loss)
+        train_metrics, train_loss = evaluate_modern(judged, train, config.loss, checked=True)
+        test_metrics, test_loss = evaluate_modern(judged, test, config.loss, checked=True)
         entry = ModernRecord(pass_index, train_metrics, test_metrics, train_loss, test_loss, lr)
         history.passes.append(entry)
         if on_pass is not None:

@@ -44,17 +44,25 @@ class Metrics:
     count: int
 
 
+#: The figures of a set that was not evaluated after a pass (NaN, no patterns), as in the
+#: records of a run trained with ``train_every=False``.
+UNMEASURED = Metrics(math.nan, math.nan, 0, 0)
+
+
 def loss_per_pattern(outputs: Tensor, targets: Tensor) -> Tensor:
     """Squared error averaged over the output units, one value per pattern."""
     return ((outputs - targets) ** 2).mean(dim=1)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
+def predict(model: nn.Module, images: Tensor, batch_size: int = 1024, *,
+            checked: bool = False) -> Tensor:
     """The network's outputs (N, 10) for ``images``, computed in batches on one thread: for
     images this small a second thread costs more than it saves, and one thread gives the same
-    numbers whatever the machine's thread setting."""
-    check_images(images)
+    numbers whatever the machine's thread setting. ``checked``: the caller has checked these
+    images already (a training loop, before its first pass, rather than at every pass)."""
+    if not checked:
+        check_images(images)
     if not len(images):
         return torch.empty(0, OUTPUTS)
     was_training = model.training
@@ -75,8 +83,8 @@ def metrics_of(outputs: Tensor, labels: Tensor) -> Metrics:
     return Metrics(mse=mse, error=misses / len(labels), misses=misses, count=len(labels))
 
 
-def evaluate(model: nn.Module, digits: Digits) -> Metrics:
-    return metrics_of(predict(model, digits.images), digits.labels)
+def evaluate(model: nn.Module, digits: Digits, *, checked: bool = False) -> Metrics:
+    return metrics_of(predict(model, digits.images, checked=checked), digits.labels)
 
 
 # --- step rules and engines -------------------------------------------------------------------
@@ -187,12 +195,14 @@ def pass_order(count: int, passes: int, seed: int) -> list[Tensor]:
 def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
                  rule: StepRule, engine: Engine | None = None,
                  on_pass: Callable[[PassRecord], None] | None = None,
-                 record_every: bool = True, shuffle_seed: int | None = None) -> History:
+                 record_every: bool = True, shuffle_seed: int | None = None,
+                 train_every: bool = True) -> History:
     """Train ``model`` in place for ``passes`` passes over ``train`` in its own order, or with
     ``shuffle_seed`` in the orders :func:`pass_order` draws from it.
 
     Evaluates both sets before training and after every pass (``on_pass`` sees each record),
-    or with ``record_every=False`` after the last pass only (see ``_online_loop``).
+    or with ``record_every=False`` after the last pass only (see ``_online_loop``);
+    ``train_every=False``: the training set only after the last pass.
     """
     engine = engine or ReferenceEngine()
 
@@ -204,7 +214,7 @@ def train_online(model: nn.Module, train: Digits, test: Digits, passes: int,
     return _online_loop([model], train, test, passes, [rule], train_pass,
                         lambda index, record: on_pass(record) if on_pass else None,
                         threads=1, stop_on_divergence=True, record_every=record_every,
-                        shuffle_seed=shuffle_seed)[0]
+                        shuffle_seed=shuffle_seed, train_every=train_every)[0]
 
 
 @on_one_thread
@@ -214,27 +224,33 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
                                       list[float | None]],
                  on_pass: Callable[[int, PassRecord], None] | None, threads: int,
                  stop_on_divergence: bool, record_every: bool = True,
-                 shuffle_seed: int | None = None) -> list[History]:
+                 shuffle_seed: int | None = None, train_every: bool = True) -> list[History]:
     """The loop both drivers share: evaluate, then per pass take each live model's step sizes,
     train them all on the pass's patterns (``train`` in its order, or reshuffled from
     ``shuffle_seed``), evaluate, and drop (or stop on) the ones that diverged.
 
     With ``record_every=False`` (a sweep that reads only the end), the sets are evaluated after
     the last pass only, and a model whose online training loss (``train_pass``'s return) is no
-    longer finite is evaluated where it stopped: its history is that one record. The weights,
-    and the last record, are the same as with ``record_every``."""
+    longer finite is evaluated where it stopped: its history is that one record. With
+    ``train_every=False`` (a curve of the test set alone) the training set's figures before
+    the last pass are :data:`UNMEASURED`, and a record without them tells divergence by the
+    test set's MSE. The weights, and the last record, are the same either way."""
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
         raise ValueError(f"passes must be a whole number >= 0, got {passes!r}")
     check_images(train.images)
+    check_images(test.images)
     histories = [History() for _ in models]
     live = list(range(len(models)))
 
     def record(pass_index: int, which: list[int]) -> None:
         entries: dict[int, PassRecord] = {}
+        measured = train_every or pass_index == passes
 
         def measure(index: int) -> None:
-            entries[index] = PassRecord(pass_index, evaluate(models[index], train),
-                                        evaluate(models[index], test))
+            entries[index] = PassRecord(
+                pass_index,
+                evaluate(models[index], train, checked=True) if measured else UNMEASURED,
+                evaluate(models[index], test, checked=True))
 
         # predict() runs on one thread and releases the GIL, so several models are evaluated
         # side by side with the numbers of a sequential evaluation.
@@ -265,8 +281,9 @@ def _online_loop(models: list[nn.Module], train: Digits, test: Digits, passes: i
         losses = train_pass([models[index] for index in live], steps, patterns)
         if record_every or pass_index == passes:
             record(pass_index, live)
-            diverged = [index for index in live
-                        if not math.isfinite(histories[index].final.train.mse)]
+            diverged = [index for index in live if not math.isfinite(
+                histories[index].final.train.mse if train_every or pass_index == passes
+                else histories[index].final.test.mse)]
         else:
             diverged = [index for index, loss in zip(live, losses)
                         if loss is not None and not math.isfinite(loss)]

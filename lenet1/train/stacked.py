@@ -48,7 +48,6 @@ from ..nets import (
 )
 from ..threads import on_one_thread
 from .minibatch import (
-    UNMEASURED,
     ModernConfig,
     ModernHistory,
     ModernRecord,
@@ -57,6 +56,7 @@ from .minibatch import (
     distillation,
     evaluate_modern,
 )
+from .online import UNMEASURED
 
 PAD = (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)
 WEIGHTS = ("h1_weight", "h2_weight", "h3_weight", "out_weight")
@@ -266,7 +266,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     ``until``: stop after that many passes (each evaluated), the schedule still that of the
     configs' passes: the beginning of a long run, to check it against a record of the whole.
     ``train_every=False``: of the records before the last, the training set's figures are
-    :data:`~lenet1.train.minibatch.UNMEASURED` (its loss NaN); only the judged set is evaluated
+    :data:`~lenet1.train.online.UNMEASURED` (its loss NaN); only the judged set is evaluated
     after every pass (a curve of test error costs a fifth of one of both sets).
     ``soft_targets``: a teacher's probabilities for the training digits, for the members whose
     configs distil (:func:`~lenet1.train.minibatch.train_minibatch`).
@@ -278,6 +278,7 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
     evaluated with, which are not usable.
     """
     _check(models, configs, train)
+    check_images(test.images)  # once: each pass's evaluation then reads it unchecked
     check_soft_targets(soft_targets, list(configs), len(train))
     if until is not None and (isinstance(until, bool) or not isinstance(until, int)
                               or not 1 <= until <= configs[0].passes):
@@ -316,10 +317,11 @@ def train_stacked(models: Sequence[ModernLeNet1], train: Digits, test: Digits,
             if diverged[i]:
                 continue
             if measured:
-                train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind)
+                train_metrics, train_loss = evaluate_modern(models[i], train, loss_kind,
+                                                            checked=True)
             else:
                 train_metrics, train_loss = UNMEASURED, math.nan
-            test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind)
+            test_metrics, test_loss = evaluate_modern(models[i], test, loss_kind, checked=True)
             histories[i].passes.append(ModernRecord(pass_index, train_metrics, test_metrics,
                                                     train_loss, test_loss, lrs[i]))
             if not math.isfinite(train_loss if measured else test_loss):

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from lenet1.experiments.executors import (
     Processes,
     run_task,
 )
-from lenet1.experiments.modern import QUICK_SEEDS, run_study
+from lenet1.experiments.modern import QUICK_SEEDS, recipes, run_study
 from lenet1.experiments.paper import run_all
 from lenet1.experiments.recipes import QUICK, study_sets, trained_recipe
 from lenet1.experiments.runs import RunConfig
@@ -234,6 +235,27 @@ def test_paper_one_run_at_a_time_and_after_deleting_one_is_serial(paper_serial, 
     assert victim.is_dir()
     assert histories(tmp_path) == histories(serial_root)
     assert paper_figures(results) == paper_figures(serial)
+
+
+# --- a teacher shared by stacks -------------------------------------------------------------------
+
+
+def test_a_teacher_trained_on_dask_gives_each_stack_the_bytes_of_its_own(cluster, tmp_path):
+    scale = replace(QUICK, selection_seeds=2)
+    sets = study_sets(scale)
+    distilling = recipes()[6].changed({"distil": 0.5})
+    candidates = [distilling, distilling.changed({"distil": 0.0})]
+    Runner(tmp_path / "own", sets, scale).run_candidates(candidates, (0, 1), "validation")
+    runner = Runner(tmp_path / "shared", sets, scale, executor=cluster)
+    stacks = runner.candidate_stacks(candidates, (0, 1), "validation")
+    teachers = runner.teachers_for(stacks)
+    assert len(teachers) == 1
+    runner.train_missing([], "the teacher", teachers)
+    runner.train_missing(stacks, "its stacks")
+    assert histories(tmp_path / "shared") == histories(tmp_path / "own")
+    for own, shared in zip(sorted((tmp_path / "own").rglob("*.safetensors")),
+                           sorted((tmp_path / "shared").rglob("*.safetensors"))):
+        assert own.read_bytes() == shared.read_bytes()
 
 
 # --- the workers' code ----------------------------------------------------------------------------

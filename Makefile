@@ -36,6 +36,9 @@ test: install
 ## the site never shows what older code printed. --all re-reads every page from that cache
 ## (seconds), so numbers pasted across pages are never stale.
 BOOK_FINGERPRINT := _build/.lenet1-source
+# The build's whole output, kept: on failure its warnings are repeated at the end, where a log
+# that keeps only its last lines still shows them.
+BOOK_LOG := _build/book.log
 book: install mathjax
 	$(PYTHON) -m lenet1 study paper
 	$(PYTHON) -m lenet1 study modern
@@ -46,7 +49,18 @@ book: install mathjax
 	  echo "book: lenet1/ has changed since the last build; executing every chapter afresh"; \
 	  rm -rf _build; \
 	fi; \
-	LENET1_QUICK=0 $(JUPYTER_BOOK) build --all -W -n --keep-going . && \
+	mkdir -p _build; \
+	{ LENET1_QUICK=0 $(JUPYTER_BOOK) build --all -W -n --keep-going .; echo $$? > _build/.book-exit; } 2>&1 \
+	  | tee $(BOOK_LOG); \
+	status="$$(cat _build/.book-exit)"; \
+	if [ "$$status" != 0 ]; then \
+	  echo "book: the strict build failed (exit $$status); its warnings and errors (all of it in $(BOOK_LOG)):" >&2; \
+	  sed 's/\x1b\[[0-9;]*m//g' $(BOOK_LOG) | grep -E "(WARNING|ERROR|CRITICAL):" >&2; \
+	  for report in $$(find _build/html/reports -name '*.log' 2>/dev/null); do \
+	    echo "book: $$report (the end of it):" >&2; tail -n 40 "$$report" >&2; \
+	  done; \
+	  exit "$$status"; \
+	fi; \
 	echo "$$fingerprint" > $(BOOK_FINGERPRINT)
 
 ## mathjax: MathJax 3 ships with the site, so that equations render offline and from disk. It comes

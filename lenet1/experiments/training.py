@@ -614,7 +614,7 @@ class Runner:
                     self.code)
 
 
-#: A teacher's pass in the units of :func:`_expected_cost`, roughly (for ordering only: its 20
+#: A teacher's pass in the units of ``_expected_cost``, roughly (for ordering only: its 20
 #: passes took 20.5 s alone, a step 7 network's 30 augmented passes about 5 s in its stack).
 TEACHER_PASS_COST = 5.0
 

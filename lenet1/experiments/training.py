@@ -331,6 +331,13 @@ class TeacherJob:
     evaluation: str
     passes: int
 
+    @classmethod
+    def of(cls, stack: Stack) -> TeacherJob | None:
+        """The teacher ``stack`` learns from, if any of its recipes distils."""
+        if not any(recipe.distil for recipe in stack.recipes):
+            return None
+        return cls(stack.evaluation, teacher_passes(stack.recipe))
+
     def label(self) -> str:
         return f"teacher ({self.evaluation}, {self.passes} passes)"
 
@@ -421,8 +428,8 @@ class Runner:
         here; a stack without one trains its own, with the same bits."""
         wanted: dict[TeacherJob, int] = {}
         for stack in dict.fromkeys(stacks):
-            if any(r.distil for r in stack.recipes) and not self._complete(stack):
-                job = TeacherJob(stack.evaluation, teacher_passes(stack.recipe))
+            job = TeacherJob.of(stack)
+            if job is not None and not self._complete(stack):
                 wanted[job] = wanted.get(job, 0) + 1
         jobs = [job for job, count in wanted.items() if count > 1 and job not in self._teachings]
         self._pupils.update((job, wanted[job]) for job in jobs)
@@ -430,9 +437,8 @@ class Runner:
 
     def _teaching(self, stack: Stack) -> Teaching | None:
         """The teacher trained already for ``stack``, if it distils and one was."""
-        if not any(r.distil for r in stack.recipes):
-            return None
-        return self._teachings.get(TeacherJob(stack.evaluation, teacher_passes(stack.recipe)))
+        job = TeacherJob.of(stack)
+        return None if job is None else self._teachings.get(job)
 
     def train_missing(self, stacks: Sequence[Stack], what: str = "",
                       teachers: Sequence[TeacherJob] = ()) -> None:

@@ -46,3 +46,15 @@ def test_minibatch_step_benchmark_runs():
     assert len(rows) == 6 and rows[0].endswith("| 1.00x |")
     # the figures are differences of timings: on 64 digits they may be noise, but numbers
     assert all(math.isfinite(float(row.split("|")[2])) for row in rows)
+
+
+@requires_data
+def test_tanh_units_benchmark_runs():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tanh_units.py"),
+                           "--passes", "1", "--rounds", "1", "--digits", "64"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    alone, stacks = done.stdout.splitlines()[-2:]
+    assert alone.startswith("the scaled tanh unit") and "(ratio " in alone
+    ratio = float(stacks.rsplit("(ratio ", 1)[1].rstrip(")"))
+    assert stacks.startswith("stacks of five") and math.isfinite(ratio) and ratio > 0

@@ -53,7 +53,8 @@ def test_same_names_and_shapes_as_lenet1_and_the_same_function():
     modern = ModernLeNet1(unit="scaled_tanh", output="squashed", init="fan_in")
     modern.load_state_dict(paper.state_dict())
     images = toy_digits(8, 0).images
-    assert torch.equal(modern(images), paper(images))
+    # The modern network writes the tanh with a sigmoid (faster here): a few float32 steps.
+    assert torch.allclose(modern(images), paper(images), rtol=0, atol=1e-6)
 
 
 def test_relu_pads_h2_with_zero_and_tanh_with_minus_one():

@@ -63,6 +63,14 @@ def _configs(options: dict[str, object], count: int) -> list[ModernConfig]:
     return configs
 
 
+#: How far a member's gradient may be from its network's alone, as a fraction of the largest: the
+#: stack adds its sums in another order, and the tanh units (written with a sigmoid) round their
+#: outputs to a few float32 steps of their scale, so small H3 states carry relative errors that
+#: the output weights' gradient (up to 3e-5 of the largest, measured) shows. A member given
+#: another's gradient, or a wrong padding, is off by its whole size.
+GRADIENT_ROUNDING = 1e-4
+
+
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[n] - b[n]).abs().max() / (b[n].abs().max() + 1e-12)) for n in a)
 
@@ -98,7 +106,7 @@ def test_each_members_gradient_is_its_own_to_rounding(network, smoothing):
         own.backward()
         for name, grad in grads.items():
             mine, theirs = grad[i], getattr(model, name).grad
-            assert float((mine - theirs).abs().max()) <= 1e-5 * float(theirs.abs().max()) + 1e-9
+            assert float((mine - theirs).abs().max()) <= GRADIENT_ROUNDING * float(theirs.abs().max()) + 1e-9
 
 
 def test_the_optimiser_steps_as_torch_optim_does():

@@ -40,9 +40,8 @@ from ..nets import (
     PAD_AFTER,
     PAD_BEFORE,
     STRIDE,
-    TANH_AMPLITUDE,
-    TANH_SLOPE,
     ModernLeNet1,
+    _squash,
     _unit,
     check_images,
 )
@@ -149,11 +148,7 @@ class _Stack:
                                  params["h3_weight"].transpose(1, 2)), self.unit)
         logits = torch.baddbmm(params["out_bias"].unsqueeze(1), h3,
                                params["out_weight"].transpose(1, 2))
-        if self.output == "logits":
-            return logits
-        if self.unit == "tanh":
-            return torch.tanh(logits)
-        return TANH_AMPLITUDE * torch.tanh(TANH_SLOPE * logits)
+        return logits if self.output == "logits" else _squash(logits, self.unit)
 
 
 def _member_losses(outputs: Tensor, labels: Tensor, loss: str, smoothing: Tensor,

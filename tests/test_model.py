@@ -16,6 +16,7 @@ from lenet1.nets import (
     LeNet1,
     ModernLeNet1,
     ShapeError,
+    _unit,
     block_table,
     build_model,
     connection_table,
@@ -154,6 +155,21 @@ def test_units(unit):
     out = model(torch.zeros(1, 1, 16, 16))
     expected = 1.7159 if unit == "scaled_tanh" else 1.0
     assert torch.allclose(out, torch.full_like(out, expected), atol=1e-4)
+
+
+@pytest.mark.parametrize("unit,amplitude,slope,within",
+                         [("scaled_tanh", 1.7159, 2 / 3, 5e-7), ("tanh", 1.0, 1.0, 5e-7)])
+def test_the_modern_tanh_units_are_the_tanh_to_a_few_float32_steps(unit, amplitude, slope,
+                                                                  within):
+    # Written with a sigmoid for speed (nets._unit): the function and its slope, to rounding.
+    a = torch.linspace(-30, 30, 600_001, requires_grad=True)
+    exact = amplitude * torch.tanh(slope * a.detach().double())
+    value = _unit(a, unit)
+    assert float((value.detach().double() - exact).abs().max()) <= within
+    value.sum().backward()
+    exact_slope = amplitude * slope * (1 - torch.tanh(slope * a.detach().double()) ** 2)
+    assert float((a.grad.double() - exact_slope).abs().max()) <= within
+    assert torch.equal(_unit(a.detach(), "relu"), torch.relu(a.detach()))
 
 
 @pytest.mark.parametrize("kind", ["lenet1", "fc40"])

@@ -63,8 +63,8 @@ def _configs(options: dict[str, object], count: int) -> list[ModernConfig]:
     return configs
 
 
-#: How far a member's gradient may be from its network's alone, as a fraction of the largest: the
-#: stack adds its sums in another order, and the tanh units (written with a sigmoid) round their
+#: How far a member's gradient may be from its network's alone, as a fraction of the largest:
+#: the stack adds its sums in another order, and the tanh units (written with a sigmoid) round their
 #: outputs to a few float32 steps of their scale, so small H3 states carry relative errors that
 #: the output weights' gradient (up to 3e-5 of the largest, measured) shows. A member given
 #: another's gradient, or a wrong padding, is off by its whole size.
@@ -106,7 +106,8 @@ def test_each_members_gradient_is_its_own_to_rounding(network, smoothing):
         own.backward()
         for name, grad in grads.items():
             mine, theirs = grad[i], getattr(model, name).grad
-            assert float((mine - theirs).abs().max()) <= GRADIENT_ROUNDING * float(theirs.abs().max()) + 1e-9
+            bound = GRADIENT_ROUNDING * float(theirs.abs().max()) + 1e-9
+            assert float((mine - theirs).abs().max()) <= bound
 
 
 def test_the_optimiser_steps_as_torch_optim_does():

@@ -23,10 +23,14 @@ install: $(STAMP)
 
 ## test: type check, unit tests, then every chapter in quick mode (nbval: runs every cell, and compares
 ## the cells tagged nbval-check-output with the outputs committed in notebooks/*.ipynb)
+# The tests run in one process per core (pytest-xdist; most of their time is single-threaded
+# or waits on subprocesses and Dask clusters); a chapter's cells stay in one process, in order.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
 test: install
 	$(PYTHON) -m mypy lenet1
-	$(PYTHON) -m pytest -q tests
-	LENET1_QUICK=1 $(PYTHON) -m pytest -q --nbval-lax notebooks
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) tests
+	LENET1_QUICK=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --nbval-lax notebooks
 
 ## book: train (or reload) every network the chapters show, through the command line with its
 ## progress, then execute every chapter in full mode (they only reload) and build the site

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,27 @@ def test_store_is_atomic(tmp_path):
                 code="0" * 16)
     assert cache.is_complete(folder, ("history.json",))
     assert cache.read_key(folder) == {"kind": "online", "spec": {}, "code": "0" * 16}
+
+
+def test_a_second_writer_of_the_same_entry_keeps_the_first(tmp_path):
+    # Two processes (two notebooks, two workers) may train the same run at once: the second
+    # to finish must not pull the entry from under a reader of the first.
+    folder = cache.folder_of("online", "x", {}, tmp_path, code="0" * 16)
+
+    def writes(text: str, *names: str) -> Callable[[Path], None]:
+        def write(partial: Path) -> None:
+            for name in names:
+                (partial / name).write_text(text)
+        return write
+
+    cache.store(folder, "online", {}, writes("first", "history.json"), code="0" * 16)
+    cache.store(folder, "online", {}, writes("second", "history.json"), code="0" * 16)
+    assert (folder / "history.json").read_text() == "first"
+    # An entry that lacks a file the writer has is replaced whole.
+    cache.store(folder, "online", {}, writes("third", "history.json", "weights"),
+                code="0" * 16)
+    assert (folder / "history.json").read_text() == "third" and (folder / "weights").is_file()
+    assert sorted(p.name for p in (tmp_path / "online").iterdir()) == [folder.name]
 
 
 # The modules that define a run and train it; everything they import is hashed with them.

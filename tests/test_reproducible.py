@@ -299,7 +299,7 @@ def test_a_bad_scheduler_is_a_clear_error():
     with pytest.raises(SchedulerError, match="local:N"):
         DaskCluster("local:zero")
     with pytest.raises(SchedulerError, match="no Dask scheduler answers"):
-        DaskCluster("tcp://127.0.0.1:9")
+        DaskCluster("tcp://127.0.0.1:9", connect_timeout=1.0)
     done = subprocess.run([sys.executable, "-m", "lenet1", "study", "modern", "--quick",
                            "--scheduler", "local:0"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

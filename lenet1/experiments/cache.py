@@ -192,8 +192,9 @@ def store(folder: Path, kind: str, spec: Mapping[str, Any],
           write: Callable[[Path], None], code: str | None = None) -> Path:
     """Make the entry ``folder`` whole: ``write`` fills a fresh folder of this writer's own
     beside it, ``key.json`` is added, and the folder is moved into place (replacing an older
-    one). Interrupted (an error, Ctrl-C), the fresh folder is removed: the entry is either
-    the old one or the new one, never half of either."""
+    one that lacks a file). Interrupted (an error, Ctrl-C), the fresh folder is removed: the
+    entry is either the old one or the new one, never half of either. An entry that another
+    writer stored meanwhile with the same key and files is kept: a reader may be in it."""
     partial = folder.with_name(f"{folder.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         partial.mkdir(parents=True)
@@ -201,6 +202,8 @@ def store(folder: Path, kind: str, spec: Mapping[str, Any],
         (partial / KEY_FILE).write_text(json.dumps(key_of(kind, spec, code), indent=1,
                                                    sort_keys=True) + "\n")
         if folder.exists():
+            if _holds(folder, partial):
+                return folder
             shutil.rmtree(folder)
         try:
             partial.replace(folder)
@@ -212,6 +215,17 @@ def store(folder: Path, kind: str, spec: Mapping[str, Any],
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return folder
+
+
+def _holds(entry: Path, fresh: Path) -> bool:
+    """Whether ``entry`` has ``fresh``'s key and every file that ``fresh`` has."""
+    try:
+        if (entry / KEY_FILE).read_bytes() != (fresh / KEY_FILE).read_bytes():
+            return False
+    except OSError:
+        return False
+    return all((entry / path.relative_to(fresh)).is_file()
+               for path in fresh.rglob("*") if path.is_file())
 
 
 def entries(root: str | os.PathLike[str] | None = None, code: str | None = None) -> list[Path]:

@@ -151,9 +151,11 @@ class DaskCluster(_Closing):
     """The workers of a Dask cluster. ``address`` is a scheduler's (``tcp://host:8786``), or
     ``local:N`` to start a ``distributed.LocalCluster`` of N worker processes, one
     thread each, on 127.0.0.1 (closed with this executor). A task whose worker dies is run
-    again on another (Dask's own retry); the digits are sent to every worker once."""
+    again on another (Dask's own retry); the digits are sent to every worker once.
+    ``connect_timeout`` is how many seconds a scheduler's address is tried before giving up."""
 
-    def __init__(self, address: str, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, address: str, log: Callable[[str], None] | None = None,
+                 connect_timeout: float = 30.0) -> None:
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -175,7 +177,7 @@ class DaskCluster(_Closing):
             self.description = f"a local Dask cluster of {count} worker processes"
         else:
             try:
-                self.client = Client(address, timeout=30)
+                self.client = Client(address, timeout=connect_timeout)
             except (OSError, ValueError, TypeError) as error:
                 raise SchedulerError(f"no Dask scheduler answers at {address}: {error}") from None
             self.description = f"the Dask cluster at {address}"

@@ -53,6 +53,17 @@ def test_one_sample_agrees_with_scipy() -> None:
             one_sample(A, bad)  # type: ignore[arg-type]
 
 
+def test_the_one_sided_p_value_agrees_with_scipy() -> None:
+    # "Is the mean above the reference?" (a goal not met), from either side of it.
+    for reference in (5.2, 5.6, float(np.mean(A))):
+        result = one_sample(A, reference)
+        greater = sps.ttest_1samp(A, reference, alternative="greater").pvalue
+        assert result.p_above() == pytest.approx(greater)
+    assert paired(A, B).p_above() == pytest.approx(
+        sps.ttest_rel(A, B, alternative="greater").pvalue)
+    assert math.isnan(bootstrap(A, B).p_above())
+
+
 def test_a_clear_difference_excludes_zero_and_a_null_one_does_not() -> None:
     far = [x + 1.0 for x in B]
     assert welch(far, B).excludes_zero() and welch(far, B).p < 1e-4

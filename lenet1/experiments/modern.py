@@ -178,7 +178,7 @@ def describe(changes: Mapping[str, Any]) -> str:
         "scale": lambda v: f"scaling up to {100 * v:g}%",
         "label_smoothing": lambda v: f"label smoothing {v:g}",
         "ema": lambda v: f"weight average (EMA {v:g})",
-        "elastic": lambda v: f"elastic distortions of strength {v:g} px",
+        "elastic": lambda v: f"elastic distortions of strength {v:g}",
         "distil": lambda v: f"a larger network's soft targets (weight {v:g})",
         "passes": lambda v: f"{v} passes",
         "tta": lambda v: f"test-time shifts up to {v} px ({(2 * v + 1) ** 2} views)",

@@ -146,6 +146,13 @@ class Difference:
         at this level."""
         return self.low > 0 or self.high < 0
 
+    def p_above(self) -> float:
+        """The one-sided p-value of "the true difference is 0 or less", for the question
+        whether it lies above 0 (a t-test's; NaN for a bootstrap)."""
+        if math.isnan(self.p):
+            return math.nan
+        return self.p / 2 if self.difference > 0 else 1 - self.p / 2
+
 
 @dataclass(frozen=True)
 class Equivalence:

@@ -300,6 +300,9 @@ def test_a_bad_scheduler_is_a_clear_error():
         DaskCluster("local:zero")
     with pytest.raises(SchedulerError, match="no Dask scheduler answers"):
         DaskCluster("tcp://127.0.0.1:9", connect_timeout=1.0)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(SchedulerError, match="connect_timeout"):
+            DaskCluster("tcp://127.0.0.1:9", connect_timeout=bad)  # type: ignore[arg-type]
     done = subprocess.run([sys.executable, "-m", "lenet1", "study", "modern", "--quick",
                            "--scheduler", "local:0"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

@@ -21,6 +21,7 @@ training function pins torch to one thread and depends only on its task and the 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
@@ -162,6 +163,10 @@ class DaskCluster(_Closing):
         except ImportError:  # pragma: no cover - dask is a dependency
             raise SchedulerError("the Dask scheduler needs dask.distributed: "
                                "pip install 'dask[distributed]'") from None
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) \
+                or not 0 < connect_timeout < math.inf:
+            raise SchedulerError(f"connect_timeout must be a positive number of seconds, "
+                                 f"got {connect_timeout!r}")
         self._cluster = None
         self.threads = 1
         if address.startswith(LOCAL_PREFIX):

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
     study.add_argument("--scale", choices=("full",), default=None,
                        help="fidelity, karpathy: train everything (fidelity: 1,500 networks, "
-                            "some 40 minutes on two cores; karpathy: 5 networks, some 20 "
+                            "some 40 minutes on two cores; karpathy: 5 networks, some 16 "
                             "minutes of one core) and write the table (see --table)")
     study.add_argument("--table", type=Path, default=None,
                        help="fidelity, karpathy: the table to read, or with --scale full to "

@@ -244,7 +244,28 @@ def test_the_quick_study_runs_and_reports(tmp_path):
     assert {fidelity.OURS, fidelity.SENN_CODE, fidelity.SENN_README} <= names
     text = report(study)
     assert "Stated before the runs" in text and "the paper (1989), as reported" in text
-    assert verdict(study)["networks"] == study.networks < len(study.rows)  # shared seeds
+    assert verdict(study)["networks"] == study.networks
+    # The confirmation's seeds are fresh: not those that chose its settings.
+    seeds = {stage: {r.config.seed for r in study.rows if r.stage == stage}
+             for stage in ("screen", "confirm")}
+    assert seeds["confirm"] and not seeds["screen"] & seeds["confirm"]
     # Reloaded, not retrained: the same rows a second time.
     again = fidelity.run_study(fidelity.QUICK, quick=True, root=tmp_path, progress=None)
     assert again.rows == study.rows
+
+
+def test_a_settings_departures_from_what_the_paper_states():
+    from types import SimpleNamespace
+
+    from lenet1.report.fidelity import STATED, departures, departures_text
+
+    paper = {name: levels[0] for name, levels in fidelity.CATEGORIES.items()}
+    points = [fidelity.Point(0, paper), fidelity.Point(1, {**paper, "optimizer": "sgd",
+                                                           "passes": 35, "table": "random:1"})]
+    study = SimpleNamespace(points=points)
+    first, second = SimpleNamespace(name="p0"), SimpleNamespace(name="p1")
+    assert departures(study, first) == []
+    # The table is not stated by the paper, so it is no departure from it.
+    assert departures(study, second) == ["passes 35", "optimizer sgd"]
+    assert departures_text(study, [first, second]) == "p0: none; p1: passes 35, optimizer sgd"
+    assert set(STATED) <= set(fidelity.CATEGORIES)

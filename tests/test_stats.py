@@ -11,6 +11,7 @@ from scipy import stats as sps
 from lenet1.experiments.stats import (
     bootstrap,
     equivalence,
+    holm,
     one_sample,
     paired,
     prediction_interval,
@@ -62,6 +63,23 @@ def test_the_one_sided_p_value_agrees_with_scipy() -> None:
     assert paired(A, B).p_above() == pytest.approx(
         sps.ttest_rel(A, B, alternative="greater").pvalue)
     assert math.isnan(bootstrap(A, B).p_above())
+
+
+def test_holm_adjusts_a_family_step_down() -> None:
+    # By hand: sorted 0.01, 0.02, 0.03, 0.5 times 4, 3, 2, 1 -> 0.04, 0.06, 0.06 (made
+    # non-decreasing), 0.5; returned in the given order.
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.4, 0.9]) == [0.8, 0.9]  # capped at 1 only where the product passes it
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+    assert holm([]) == []
+    rng = np.random.default_rng(0)
+    raw = list(rng.uniform(0, 0.2, 9))
+    adjusted = holm(raw)
+    assert all(a >= p for a, p in zip(adjusted, raw))  # never below the raw p-value
+    assert min(adjusted) == pytest.approx(9 * min(raw))  # the smallest: Bonferroni's
+    for bad in ([1.2], [float("nan")], [-0.1], [True]):
+        with pytest.raises(ValueError, match="p-values"):
+            holm(bad)
 
 
 def test_a_clear_difference_excludes_zero_and_a_null_one_does_not() -> None:

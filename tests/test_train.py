@@ -79,6 +79,25 @@ def test_run_folder_round_trip(tmp_path):
     assert evaluate(run.model, random_digits(10, 1)) == history.final.test
 
 
+@pytest.mark.parametrize("options", [
+    {"output": "sigmoid"}, {"input_background": 0.0}, {"h2_background": 0.0},
+    {"unit": "tanh", "output": "sigmoid", "input_background": 0.0, "bias_init": "uniform"},
+    {"model": "fc40", "output": "sigmoid"},
+])
+def test_a_reloaded_run_is_the_network_it_was_trained_as(tmp_path, options):
+    # Every option of the network, not only its weights: a run reloaded with other outputs or
+    # another background would read the digits as another network.
+    config = RunConfig(passes=1, seed=3, **options)
+    model = make_model(config)
+    test = random_digits(40, 1)
+    history = train_online(model, random_digits(30, 0), test, 1, SGD(0.03))
+    save_run(tmp_path, config, model, history)
+    run = load_run(tmp_path)
+    images = test.images
+    assert torch.equal(run.model(images), model(images))
+    assert evaluate(run.model, test) == history.final.test
+
+
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(RunError, match="not a run folder"):
         load_run(tmp_path)

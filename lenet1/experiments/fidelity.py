@@ -18,7 +18,7 @@ Decided before any run (and printed with the results):
 The design (:func:`design`): a Latin hypercube over the factors, each categorical factor's
 levels spread evenly over the points and each continuous one drawn log-uniformly within its
 strata, from a fixed seed; every point trained with a few seeds (the *screening*); the points
-nearest the paper then retrained with 10 seeds (the *confirmation*); and the earlier
+nearest the paper then retrained with 10 fresh seeds (the *confirmation*); and the earlier
 reproductions' setups (``arms``) with 10 seeds each. A run is an online run of
 :mod:`lenet1.experiments.runs` on the fast engine, cached like every other, so the design's
 runs are trained once; :func:`run_study` runs the stages in turn.
@@ -94,7 +94,8 @@ DESIGN_SEED = 1989
 @dataclass(frozen=True)
 class Scale:
     """How much the study trains: ``points`` settings, ``seeds`` each in the screening; the
-    ``confirm`` nearest the paper again with ``confirm_seeds``; the arms with ``arm_seeds``.
+    ``confirm`` nearest the paper again with ``confirm_seeds`` fresh seeds (those after the
+    screening's, which chose them); the arms with ``arm_seeds``.
     ``passes`` replaces the passes factor's levels (a quick run's few passes)."""
 
     points: int
@@ -453,7 +454,7 @@ class Study:
 
     @property
     def networks(self) -> int:
-        """The networks trained (a confirmed setting's first seeds are the screening's)."""
+        """The networks trained."""
         return len({row.config for row in self.rows})
 
     def screening(self) -> list[Setting]:
@@ -488,8 +489,10 @@ def run_study(scale: Scale, quick: bool = False, root: str | Path | None = None,
                                             screen_configs, runs)]
     best = nearest(settings_of(rows, "screen"), scale.confirm)
     by_name = {f"p{p.index}": p for p in points}
+    # Fresh seeds: the screening's seeds chose these settings for being near the paper, so
+    # their runs would flatter them (the winner's curse).
     confirm_configs = [(s.name, by_name[s.name].config(seed)) for s in best
-                       for seed in range(scale.confirm_seeds)]
+                       for seed in range(scale.seeds, scale.seeds + scale.confirm_seeds)]
     runs = _train([c for _, c in confirm_configs], root, data_root, progress, executor)
     rows += [Row("confirm", name, config, figures_of(run, split.test))
              for (name, config), run in zip(confirm_configs, runs)]

@@ -297,8 +297,8 @@ def _arm(name: str, config: RunConfig, plan: Plan, runs: list[Run], holdout_runs
 
 
 # The setup of the best-known earlier reproductions (FACTS.md): plain tanh, weights uniform in
-# +-2.4/sqrt(F), SGD at 0.03, not calibrated. On the paper's digits, with 10 seeds, it answers
-# which protocol within the paper's description fits the training set as tightly as the paper.
+# +-2.4/sqrt(F), SGD at 0.03, not calibrated. On the paper's digits, with 10 seeds, it shows
+# how tightly a setup that reads the paper differently fits the training set.
 EARLIER = "LeNet-1, earlier reproductions' setup"
 
 

@@ -142,6 +142,13 @@ class RunConfig:
 def make_model(config: RunConfig) -> nn.Module:
     """The network the configuration describes, its weights drawn from ``config.seed``."""
     torch.manual_seed(config.seed)
+    return _network(config)
+
+
+def _network(config: RunConfig) -> nn.Module:
+    """The network the configuration describes, every option of it (its units, outputs and
+    backgrounds as trained), with weights drawn from torch's current random state: what
+    :func:`make_model` seeds and :func:`load_run` fills with the trained weights."""
     return build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
                        table=config.table, h2_background=config.h2_background,
                        bias_init=config.bias_init,  # type: ignore[arg-type]
@@ -271,9 +278,7 @@ def load_run(path: str | Path) -> Run:
         state = load_file(str(folder / "weights.safetensors"))
     except (ValueError, TypeError, KeyError, OSError, SafetensorError) as error:
         raise RunError(f"{folder} holds an unreadable run: {error}") from None
-    model = build_model(config.model, unit=config.unit, init=config.init,  # type: ignore[arg-type]
-                        table=config.table, h2_background=config.h2_background,
-                        bias_init=config.bias_init)  # type: ignore[arg-type]
+    model = _network(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

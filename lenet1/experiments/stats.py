@@ -9,7 +9,8 @@ The tests behind the book's comparative words, each on two samples of one figure
 difference of the means with its confidence interval and a two-sided p-value;
 :func:`bootstrap` gives a seeded percentile interval of the same difference without assuming
 normality; :func:`equivalence` is the two one-sided tests (TOST) against a margin stated before
-the data are seen, the test behind "indistinguishable".
+the data are seen, the test behind "indistinguishable". Where one sentence reads several tests
+at once, :func:`holm` adjusts their p-values for the family.
 """
 
 from __future__ import annotations
@@ -242,6 +243,24 @@ def paired(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> Diffe
     return _t_test("paired t", float(d.mean()), se, float(len(d) - 1), level, (len(d), len(d)))
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values, in their order: rejecting every
+    test whose adjusted p-value is below alpha keeps the chance of any false rejection in the
+    family at most alpha, whatever the tests' dependence. The k-th smallest of m is multiplied
+    by m - k + 1, and the products are made non-decreasing in that order (capped at 1)."""
+    values = [float(p) for p in p_values]
+    if any(isinstance(p, bool) for p in p_values) or \
+            not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in values):
+        raise ValueError(f"p-values must be numbers in [0, 1], got {list(p_values)!r}")
+    m = len(values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: values[i])):
+        running = max(running, min(1.0, (m - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def one_sample(values: Iterable[float], reference: float, level: float = 0.95) -> Difference:
     """The one-sample t-test of ``mean(values) - reference`` (a fixed figure, such as a target
     error): the difference, its ``level`` confidence interval and the two-sided p-value."""
@@ -305,6 +324,7 @@ def equivalence(a: Iterable[float], b: Iterable[float], margin: float, alpha: fl
                        max(p_low, p_high), count)
 
 
-__all__ = ["Difference", "Equivalence", "RejectionFigures", "Spread", "bootstrap", "equivalence",
-           "middle", "miss_matrix", "paired", "per_class_errors", "prediction_interval", "rejection_figures",
+__all__ = ["Difference", "Equivalence", "RejectionFigures", "Spread", "bootstrap", "equivalence", "holm",
+           "middle", "miss_matrix", "one_sample", "paired", "per_class_errors", "prediction_interval",
+           "rejection_figures",
            "sample_std", "summarise", "welch"]

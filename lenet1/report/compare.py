@@ -33,7 +33,7 @@ def verdict(result: Difference | Equivalence) -> str:
     """What the test allows the text to say."""
     if isinstance(result, Equivalence):
         if result.equivalent:
-            return f"equivalent within the margin (p = {result.p:.3f})"
+            return f"equivalent within the margin (p {p_text(result.p)})"
         return "not shown equivalent: the interval reaches past the margin"
     if result.excludes_zero():
         return "a difference: the interval excludes 0"
@@ -44,10 +44,12 @@ def _number(value: float, row: Row) -> str:
     return f"{value * row.scale:+.{row.digits}f}"
 
 
-def _p(value: float) -> str:
+def p_text(value: float) -> str:
+    """A p-value as the text gives it: ``= 0.034``, or ``< 0.001`` (a p-value is never 0);
+    empty for NaN (a bootstrap, which tests nothing)."""
     if math.isnan(value):
         return ""
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    return "< 0.001" if value < 0.001 else f"= {value:.3f}"
 
 
 def comparison_table(rows: Sequence[Row]) -> pd.DataFrame:
@@ -66,7 +68,7 @@ def comparison_table(rows: Sequence[Row]) -> pd.DataFrame:
             "interval": f"{level}: [{_number(r.low, row)}, {_number(r.high, row)}]",
             "margin": (f"± {r.margin * row.scale:.{row.digits}f}"
                        if isinstance(r, Equivalence) else ""),
-            "p": _p(r.p),
+            "p": p_text(r.p).removeprefix("= "),
             "verdict": verdict(r),
         })
     return pd.DataFrame(lines).set_index("comparison")
@@ -90,4 +92,4 @@ def effect_words(result: Difference, lowers: str = "lowers", raises: str = "rais
     return "changes it by an amount these seeds cannot tell from 0"
 
 
-__all__ = ["Row", "comparison_table", "effect_words", "interval_text", "verdict"]
+__all__ = ["Row", "comparison_table", "effect_words", "interval_text", "p_text", "verdict"]

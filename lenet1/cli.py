@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
     study.add_argument("--scale", choices=("full",), default=None,
-                       help="fidelity, karpathy: train everything (fidelity: 1,500 networks, "
+                       help="fidelity, karpathy: train everything (fidelity: about 1,550 networks, "
                             "some 40 minutes on two cores; karpathy: 5 networks, some 16 "
                             "minutes of one core) and write the table (see --table)")
     study.add_argument("--table", type=Path, default=None,

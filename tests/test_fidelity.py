@@ -261,11 +261,13 @@ def test_a_settings_departures_from_what_the_paper_states():
 
     paper = {name: levels[0] for name, levels in fidelity.CATEGORIES.items()}
     points = [fidelity.Point(0, paper), fidelity.Point(1, {**paper, "optimizer": "sgd",
-                                                           "passes": 35, "table": "random:1"})]
+                                                           "passes": 35, "table": "random:1",
+                                                           "unit": "tanh"})]
     study = SimpleNamespace(points=points)
     first, second = SimpleNamespace(name="p0"), SimpleNamespace(name="p1")
     assert departures(study, first) == []
     # The table is not stated by the paper, so it is no departure from it.
-    assert departures(study, second) == ["passes 35", "optimizer sgd"]
-    assert departures_text(study, [first, second]) == "p0: none; p1: passes 35, optimizer sgd"
+    assert departures(study, second) == [("unit", "tanh"), ("passes", 35), ("optimizer", "sgd")]
+    assert departures_text(study, [first, second]) == \
+        "p0: none; p1: plain tanh units, 35 passes, plain SGD"
     assert set(STATED) <= set(fidelity.CATEGORIES)

@@ -169,3 +169,15 @@ def test_listed_joins_words_as_a_sentence() -> None:
     assert listed(["0", "1", "7"]) == "0, 1 and 7"
     with pytest.raises(ValueError):
         listed([])
+
+
+def test_a_p_value_is_never_written_as_zero() -> None:
+    from lenet1.report.compare import Row, comparison_table, p_text, verdict
+
+    assert p_text(0.0001) == "< 0.001" and p_text(0.034) == "= 0.034"
+    assert p_text(float("nan")) == ""  # a bootstrap tests nothing
+    far = paired([x + 1.0 for x in A], A)
+    close = equivalence(A, A, margin=1.0, pair=True)
+    assert comparison_table([Row("far", far)])["p"].iloc[0] == "< 0.001"
+    assert "p < 0.001" in verdict(close) or "p = " in verdict(close)
+    assert "0.000" not in verdict(close)

@@ -44,12 +44,18 @@ def _number(value: float, row: Row) -> str:
     return f"{value * row.scale:+.{row.digits}f}"
 
 
-def p_text(value: float) -> str:
-    """A p-value as the text gives it: ``= 0.034``, or ``< 0.001`` (a p-value is never 0);
-    empty for NaN (a bootstrap, which tests nothing)."""
+def _p(value: float) -> str:
+    """A p-value for a table: ``0.034``, or ``< 0.001`` (a p-value is never 0); empty for NaN
+    (a bootstrap, which tests nothing)."""
     if math.isnan(value):
         return ""
-    return "< 0.001" if value < 0.001 else f"= {value:.3f}"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def p_text(value: float) -> str:
+    """A p-value as a sentence gives it after "p": ``= 0.034`` or ``< 0.001``."""
+    number = _p(value)
+    return number if number.startswith("<") or not number else f"= {number}"
 
 
 def comparison_table(rows: Sequence[Row]) -> pd.DataFrame:
@@ -68,7 +74,7 @@ def comparison_table(rows: Sequence[Row]) -> pd.DataFrame:
             "interval": f"{level}: [{_number(r.low, row)}, {_number(r.high, row)}]",
             "margin": (f"± {r.margin * row.scale:.{row.digits}f}"
                        if isinstance(r, Equivalence) else ""),
-            "p": p_text(r.p).removeprefix("= "),
+            "p": _p(r.p),
             "verdict": verdict(r),
         })
     return pd.DataFrame(lines).set_index("comparison")

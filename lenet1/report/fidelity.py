@@ -402,6 +402,7 @@ def departures(study: Study, setting: Setting) -> list[tuple[str, Any]]:
 
 
 def departure_words(factor: str, level: Any) -> str:
+    """A departure (:func:`departures`) in words."""
     return DEPARTURE_WORDS[factor](level)
 
 
@@ -430,15 +431,14 @@ def stated_method_text(study: Study, settings: Sequence[Setting]) -> str:
     if faithful:
         text += (" (mean training misses: " + ", ".join(
             f"{s.name} {s.means['train_misses']:.1f}" for s in faithful) + ")")
-    if shared:
-        shown = [d for d in shared if (e := train.get((d[0], str(d[1])))) is not None
-                 and (e.high < 1 or e.low > 1)]
-        parts = [f"{departure_words(*d)} x{train[(d[0], str(d[1]))].ratio:.2f} "
-                 f"({train[(d[0], str(d[1]))].low:.2f}-{train[(d[0], str(d[1]))].high:.2f})"
-                 for d in shared if (d[0], str(d[1])) in train]
+    # The effects model names a level as text.
+    measured = {d: train[(d[0], str(d[1]))] for d in shared if (d[0], str(d[1])) in train}
+    if measured:
+        shown = [d for d, e in measured.items() if e.high < 1 or e.low > 1]
+        parts = [f"{departure_words(*d)} x{e.ratio:.2f} ({e.low:.2f}-{e.high:.2f})"
+                 for d, e in measured.items()]
         text += ("; and of the departures most of the tighter settings share, the effects "
-                 "above show " + ("none" if not shown else
-                                  ", ".join(departure_words(*d) for d in shown))
+                 "above show " + (", ".join(departure_words(*d) for d in shown) or "none")
                  + " changing the training misses (" + "; ".join(parts) + ")")
     return text
 

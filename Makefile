@@ -94,15 +94,18 @@ site-test: install
 	    { echo "site-test: Chromium is missing and could not be installed (apt-get install chromium)" >&2; exit 1; }; }
 	$(PYTHON) -m pytest -q -p no:cacheprovider site_test --site $(SITE) --shots $(SHOTS)
 
-## readme: write the README's results table from the runs of the paper study (after make book:
-## everything is reloaded); readme-check: fail if the README's table is not what they give
+## readme: write the README's results tables from the runs of the paper and modern studies
+## (after make book: everything is reloaded); readme-check: fail if a table is not what they give
 STUDY := _build/study
+MODERN := _build/modern
 readme: install
 	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
-	$(PYTHON) tools/readme_results.py $(STUDY)
+	$(PYTHON) -m lenet1 study modern --out $(MODERN) > /dev/null
+	$(PYTHON) tools/readme_results.py $(STUDY) $(MODERN)
 readme-check: install
 	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
-	$(PYTHON) tools/readme_results.py $(STUDY) --check
+	$(PYTHON) -m lenet1 study modern --out $(MODERN) > /dev/null
+	$(PYTHON) tools/readme_results.py $(STUDY) $(MODERN) --check
 
 ## notebooks: regenerate notebooks/*.ipynb from the .md chapters (inputs, and the quick-mode
 ## outputs of the nbval-checked cells only), ready to commit

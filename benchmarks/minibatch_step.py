@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from lenet1.data import load
+from lenet1.data import Digits, load
 from lenet1.experiments.recipes import PAPER_RECIPE, initial_network
 from lenet1.nets import ModernLeNet1
 from lenet1.threads import torch_threads
@@ -45,26 +45,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.passes < 2:
         parser.error(f"--passes must be at least 2 (one pass is subtracted), got {args.passes}")
-    digits = load("usps").train
-    if args.digits is not None:
-        if not 32 <= args.digits <= len(digits):
-            parser.error(f"--digits must lie in 32..{len(digits)}, got {args.digits}")
-        digits = digits.subset(slice(0, args.digits))
+    digits = training_digits(parser, args.digits)
     few = digits.subset(slice(0, 10))  # the evaluation is not timed: keep it small
     recipe = RECIPE.changed({"passes": args.passes})
     steps = -(-len(digits) // recipe.batch_size)
     rows = []
 
     def per_step(train: Callable[[int], object]) -> float:
-        """Seconds per mini-batch step of ``train(passes)``: the difference between
-        ``args.passes`` passes and one, after an untimed pass."""
-        train(1)
-        start = time.perf_counter()
-        train(1)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        train(args.passes)
-        return (time.perf_counter() - start - one) / ((args.passes - 1) * steps)
+        return seconds_per_step(train, args.passes, steps)
 
     def alone_run(passes: int) -> None:
         config = recipe.changed({"passes": passes}).modern_config(0)
@@ -91,6 +79,28 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {1e3 * seconds:.2f} | {alone / seconds:.2f}x |")
+
+
+def training_digits(parser: argparse.ArgumentParser, count: int | None) -> Digits:
+    """The training digits, or the first ``count`` of them (a ``--digits`` option)."""
+    digits = load("usps").train
+    if count is not None:
+        if not 32 <= count <= len(digits):
+            parser.error(f"--digits must lie in 32..{len(digits)}, got {count}")
+        digits = digits.subset(slice(0, count))
+    return digits
+
+
+def seconds_per_step(train: Callable[[int], object], passes: int, steps: int) -> float:
+    """Seconds per mini-batch step of ``train(passes)`` (``steps`` a pass): the difference
+    between ``passes`` passes and one, after an untimed pass."""
+    train(1)
+    start = time.perf_counter()
+    train(1)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    train(passes)
+    return (time.perf_counter() - start - one) / ((passes - 1) * steps)
 
 
 def _forward_backward(model: torch.nn.Module, digits, steps: int) -> float:  # type: ignore[no-untyped-def]

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "the project checkout, else ~/.cache/lenet1/runs)")
     study.add_argument("--data-root", default=None)
     study.add_argument("--out", type=Path, default=None,
-                       help="paper: also write the summary, tables (CSV) and figures (PNG) here")
+                       help="paper: also write the summary, tables (CSV) and figures (PNG) "
+                            "here; modern: the summary and the README's table")
     study.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="modern: the seeds of every step (default 0 1 2 3 4)")
     study.add_argument("--scale", choices=("full",), default=None,
@@ -307,18 +308,24 @@ def _study(args: argparse.Namespace) -> None:
                        progress=lambda message: print(message, flush=True),
                        scheduler=args.scheduler)
         return
-    if args.out is not None:
-        raise ValueError("--out is for the paper study; the modern study prints its tables")
+    from .experiments.cache import code_key
     from .experiments.karpathy import read_record
     from .experiments.modern import run_study, study_seeds
-    from .report.modern import report
+    from .report.modern import report, results_markdown
 
     study = run_study(args.seeds or study_seeds(args.quick), args.quick, root=args.runs,
                       data_root=args.data_root, log=lambda message: print(message, flush=True),
                       scheduler=args.scheduler)
-    print()
     # Karpathy's recipe, from the record that ships with the book (`study karpathy` checks it).
-    print(report(study, None if args.quick else read_record()))
+    record = None if args.quick else read_record()
+    text = report(study, record)
+    print()
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.txt").write_text(text + "\n")
+        (args.out / "results.md").write_text(results_markdown(study, record))
+        (args.out / "key.txt").write_text(code_key() + "\n")  # which code made these runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

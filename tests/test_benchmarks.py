@@ -58,3 +58,18 @@ def test_tanh_units_benchmark_runs():
     assert alone.startswith("the scaled tanh unit") and "(ratio " in alone
     ratio = float(stacks.rsplit("(ratio ", 1)[1].rstrip(")"))
     assert stacks.startswith("stacks of five") and math.isfinite(ratio) and ratio > 0
+
+
+@requires_data
+def test_stack_step_benchmark_runs():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stack_step.py"),
+                           "--passes", "2", "--repeats", "2", "--digits", "64"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row[1].strip() for row in rows] == [
+        "the whole step", "H1 and H2 convolutions, forward and backward",
+        "augmentation (shifts, rotation and scaling)", "the rest"]
+    assert rows[0][3].strip() == "100%"
+    # the figures are differences of timings: on 64 digits they may be noise, but numbers
+    assert all(math.isfinite(float(row[2])) for row in rows)

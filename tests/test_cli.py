@@ -51,7 +51,6 @@ def test_evaluate_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["study", "paper", "--seeds", "1", "2"],  # the paper study's seeds are its plan's
-    ["study", "modern", "--out", "x"],  # the modern study prints, it writes no figures
     ["study", "modern", "--seeds", "1", "1"],  # seeds must be distinct
     ["study", "paper", "--check", "2"],  # a check is of a shipped table
     ["study", "karpathy", "--quick"],  # a record and its one-pass check: nothing to shrink
@@ -73,6 +72,20 @@ def test_study_passes_its_options_through(tmp_path, monkeypatch, capsys):
     (kwargs,) = calls
     assert kwargs["quick"] is True and kwargs["root"] == str(tmp_path)
     assert kwargs["data_root"] == "d" and kwargs["out"] == tmp_path / "out"
+
+
+def test_the_modern_study_writes_the_readmes_table(tmp_path, monkeypatch, capsys):
+    from lenet1.experiments.cache import code_key
+
+    monkeypatch.setattr("lenet1.experiments.modern.run_study", lambda *args, **kwargs: "study")
+    monkeypatch.setattr("lenet1.report.modern.report", lambda study, record: f"tables of {study}")
+    monkeypatch.setattr("lenet1.report.modern.results_markdown",
+                        lambda study, record: f"| {study} |\n")
+    assert main(["study", "modern", "--quick", "--out", str(tmp_path / "out")]) == 0
+    assert "tables of study" in capsys.readouterr().out
+    assert (tmp_path / "out" / "results.md").read_text() == "| study |\n"
+    assert (tmp_path / "out" / "summary.txt").read_text() == "tables of study\n"
+    assert (tmp_path / "out" / "key.txt").read_text() == code_key() + "\n"
 
 
 def test_a_run_folder_that_cannot_be_made_is_one_line_and_exit_2(capsys):

@@ -420,6 +420,36 @@ def test_the_paired_change_between_steps():
         study_module.paired_change(before, other)
 
 
+def test_a_step_is_read_against_the_goal():
+    from scipy import stats
+
+    step = Step("x", "x", "x")
+
+    def reading(misses, goal=0.025):
+        results = [_result(MINI, s, m, 0, 1.0) for s, m in enumerate(misses)]
+        return report_module.goal_reading(summarise(9, step, MINI, results, 7291), goal)
+
+    misses = [55, 58, 48, 57, 55]
+    missed = reading(misses)
+    errors = [m / 2007 for m in misses]
+    assert not missed.met
+    assert missed.verdict == f"missed by {100 * (statistics.fmean(errors) - 0.025):.2f} points"
+    assert missed.within == [48]
+    assert missed.within_text() == "1 of the 5 networks (48 misses) is within it"
+    assert missed.digits == pytest.approx(statistics.fmean(misses) - 0.025 * 2007)
+    # The one-sided p of "the true mean is at most the goal" is scipy's.
+    p = stats.ttest_1samp(errors, 0.025, alternative="greater").pvalue
+    assert missed.test.p_above() == pytest.approx(p)
+    assert missed.one_sided_text() == (f"p = {p:.3f}, below 0.05: these seeds speak against a "
+                                       f"true mean within the goal")
+    met = reading([40, 45, 50, 42, 44])
+    assert met.met and met.verdict == "met"
+    assert met.within_text() == "5 of the 5 networks (40, 45, 50, 42, 44 misses) are within it"
+    assert "not below 0.05" in met.one_sided_text()
+    assert reading([60, 61]).within_text() == "none of the networks is within it"
+    assert reading([60, 61], goal=0.05).met
+
+
 def test_dsp_time_counts_the_papers_arithmetic():
     from lenet1.accounting import multiply_adds
 
@@ -522,6 +552,13 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     assert len(stacks(next(s for s in study.steps if s.name == "shuffle"))) == 1
     assert len(report_module.gap_rows(study)) == len(STEPS)
     assert "test minus validation" in report_module.report(study)
+    # The README's table: a row a step, then the final recipe against the goal.
+    markdown = report_module.results_markdown(study).splitlines()
+    assert len([line for line in markdown if line.startswith("| ")]) == len(STEPS) + 1
+    final_line = next(line for line in markdown if line.startswith("- Final recipe"))
+    assert f"{100 * study.final().mean:.2f} ± {100 * study.final().std:.2f}%" in final_line
+    assert any(report_module.goal_reading(study.final()).verdict in line for line in markdown)
+    assert markdown[-1].endswith(f" of {sum(len(s.validation_errors) for s in study.steps)} readings.")
     # A distilled run keeps its teacher's figures on the digits it is judged on; the other
     # runs have none.
     distilled = [r for r in study.runs if r.recipe.distil]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,18 @@ import numpy as np
 import pandas as pd
 
 from ..experiments.karpathy import KarpathyRecord
-from ..experiments.modern import Difficulty, Study, describe, dsp_seconds
+from ..experiments.modern import Difficulty, StepSummary, Study, describe, dsp_seconds
 from ..experiments.recipes import PAPER_RECIPE
-from ..facts import KARPATHY_PATH, PAPER, PASSES, TRAIN_DIGITS, TRAINING_TIME
+from ..experiments.stats import Difference, one_sample
+from ..facts import (
+    DISTRIBUTORS_EXCELLENT_ERROR,
+    KARPATHY_PATH,
+    PAPER,
+    PASSES,
+    TRAIN_DIGITS,
+    TRAINING_TIME,
+)
+from .compare import interval_text, p_text
 from .plots import PAPER_COLOUR, TEST_COLOUR, TRAIN_COLOUR
 
 
@@ -37,11 +47,8 @@ def step_rows(study: Study, record: KarpathyRecord | None = None) -> list[dict[s
              "Karpathy 2022 (MNIST stand-in)": ""}]
     for s in study.steps:
         karpathy = f"{100 * s.karpathy[1]:.2f}% ({s.karpathy[0]})" if s.karpathy else ""
-        title = s.title
-        if s.changed and s.name in {sel.step for sel in study.selections}:
-            title = f"{s.title}: {describe(_chosen(study, s.name))}"
         rows.append({
-            "step": str(s.index), "change": title, "passes": str(s.recipe.passes),
+            "step": str(s.index), "change": _title(study, s), "passes": str(s.recipe.passes),
             "batch": str(s.recipe.batch_size),
             "test error": f"{100 * s.mean:.2f} ± {100 * s.std:.2f}%",
             "seed range": f"{100 * s.low:.2f}-{100 * s.high:.2f}%",
@@ -75,6 +82,13 @@ def karpathy_row(record: KarpathyRecord) -> dict[str, str]:
 
 def _chosen(study: Study, step: str) -> dict[str, Any]:
     return next(sel.choice for sel in study.selections if sel.step == step)
+
+
+def _title(study: Study, step: StepSummary) -> str:
+    """What a step changes, with what its choice picked (if it changes anything)."""
+    if step.changed and step.name in {sel.step for sel in study.selections}:
+        return f"{step.title}: {describe(_chosen(study, step.name))}"
+    return step.title
 
 
 def step_table(study: Study, record: KarpathyRecord | None = None) -> pd.DataFrame:
@@ -362,3 +376,107 @@ def report(study: Study, record: KarpathyRecord | None = None) -> str:
     return "\n\n".join([format_rows(step_rows(study, record)),
                         format_rows(selection_rows(study)), format_rows(gap_rows(study)),
                         final + "\n" + compute])
+
+
+# --- the goal, and the README's summary ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoalReading:
+    """A step's test errors (one per seed) against a goal for their mean (fractions): the
+    one-sample t-test of the mean minus the goal, and what a sentence says of it."""
+
+    step: StepSummary
+    goal: float
+    test: Difference
+
+    @property
+    def met(self) -> bool:
+        return self.step.mean <= self.goal
+
+    @property
+    def verdict(self) -> str:
+        """``met``, or ``missed by 0.22 points``."""
+        return "met" if self.met else f"missed by {100 * (self.step.mean - self.goal):.2f} points"
+
+    @property
+    def digits(self) -> float:
+        """How many test digits a network misreads more (or fewer) than the goal allows, on
+        average."""
+        return abs(self.step.mean - self.goal) * self.step.test_count
+
+    @property
+    def within(self) -> list[int]:
+        """The misses of the networks within the goal."""
+        return [m for m in self.step.test_misses if m <= self.goal * self.step.test_count]
+
+    def within_text(self) -> str:
+        """``1 of the 5 networks (48 misses) is within it``."""
+        within, count = self.within, len(self.step.seeds)
+        if not within:
+            return "none of the networks is within it"
+        return (f"{len(within)} of the {count} networks ({', '.join(map(str, within))} misses) "
+                f"{'is' if len(within) == 1 else 'are'} within it")
+
+    def one_sided_text(self) -> str:
+        """The one-sided test of "the true mean is at most the goal", read at 0.05:
+        ``p = 0.034, below 0.05: these seeds speak against a true mean within the goal``."""
+        p = self.test.p_above()
+        reading = ("below 0.05: these seeds speak against a true mean within the goal"
+                   if p < 0.05 else
+                   "not below 0.05: these seeds cannot rule out a true mean within the goal")
+        return f"p {p_text(p)}, {reading}"
+
+
+def goal_reading(step: StepSummary, goal: float = DISTRIBUTORS_EXCELLENT_ERROR) -> GoalReading:
+    """``step``'s mean test error against ``goal`` (default: the 2.5% the data's distributors
+    call excellent)."""
+    return GoalReading(step, goal, one_sample(step.test_errors, goal))
+
+
+def results_markdown(study: Study, record: KarpathyRecord | None = None,
+                     goal: float = DISTRIBUTORS_EXCELLENT_ERROR) -> str:
+    """The README's summary of the study: every step's test error over the seeds with its
+    seed-by-seed change, the same recipe's error on the validation digits (trained without
+    them), Karpathy's recipe if given; then the final recipe against the goal, and the
+    validation digits against the test digits."""
+    seeds = len(study.seeds)
+    lines = [f"| step | change | test error ({seeds} seeds) | test misses (of "
+             f"{study.test_count:,}) | vs previous step, seed by seed (points, mean ± sd) | "
+             f"validation error (the recipe trained without those digits) |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for s in study.steps:
+        validation = (f"{100 * statistics.fmean(s.validation_errors):.2f}%"
+                      if s.validation_errors else "")
+        lines.append(f"| {s.index} | {_title(study, s)} | {100 * s.mean:.2f} ± "
+                     f"{100 * s.std:.2f}% | {s.mean_misses:.1f} ({min(s.test_misses)}-"
+                     f"{max(s.test_misses)}) | {_points(study.paired_change(s.index))} | "
+                     f"{validation} |")
+    if record is not None:
+        row = karpathy_row(record)
+        lines.append(f"| K | {row['change']}, {row['passes']} passes | {row['test error']} | "
+                     f"{row['test misses']} | | |")
+    best = study.final()
+    reading = goal_reading(best, goal)
+    pairs = [(v, t) for s in study.steps for v, t in zip(s.validation_errors,
+                                                         s.validation_test_errors)]
+    lines += [
+        "",
+        f"- Final recipe (step {best.index}, {best.label}): **{100 * best.mean:.2f} ± "
+        f"{100 * best.std:.2f}%** test error over {seeds} seeds, {best.mean_misses:.1f} misses "
+        f"of {best.test_count:,} (seeds {100 * best.low:.2f}-{100 * best.high:.2f}%).",
+        f"- The goal, a mean of at most {100 * goal:.1f}%: **{reading.verdict}**, some "
+        f"{reading.digits:.1f} test digits a network {'more' if not reading.met else 'fewer'} "
+        f"than it allows; {reading.within_text()}. One-sample t-test of the mean against it: "
+        f"{interval_text(reading.test)}; the one-sided test of \"the true mean is at most "
+        f"{100 * goal:.1f}%\" gives {reading.one_sided_text()}.",
+    ]
+    if pairs:
+        on_validation, on_test = zip(*pairs)
+        lines.append(
+            f"- Every step's recipe trained without the validation digits misread "
+            f"{100 * min(on_validation):.2f}-{100 * max(on_validation):.2f}% of them and, the "
+            f"same networks, {100 * min(on_test):.2f}-{100 * max(on_test):.2f}% of the test "
+            f"digits: the "
+            f"test digits more in {sum(t > v for v, t in pairs)} of {len(pairs)} readings.")
+    return "\n".join(lines) + "\n"

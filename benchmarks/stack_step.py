@@ -1,24 +1,26 @@
-"""How much of one step of a five-network stack is arithmetic no layout removes: the two
-convolutions' forward and backward passes, and the augmentation, against the whole step.
+"""How much of one step of a five-network stack its two convolutions and its augmentation
+take, against the whole step.
 
     LENET1_DATA=... python benchmarks/stack_step.py [--passes 2] [--repeats 200]
 
-All on one thread, in this one run, so the shares hold on a shared machine. The recipe is the
-modern study's final one as it trains (mini-batches of 32, AdamW, ReLU, dropout, shifts of up to
-one pixel, rotation up to 10 degrees and scaling up to 10%), five seeds in one stack as the
-study trains them:
+All on one thread, in one run, one measurement after another. The recipe is the modern study's
+final one as it trains (mini-batches of 32, AdamW, ReLU, dropout, shifts of up to one pixel,
+rotation up to 10 degrees and scaling up to 10%), five seeds in one stack as the study trains
+them:
 
 - ``the whole step``: :func:`lenet1.train.stacked.train_stacked`, the wall time of ``--passes``
   passes less that of one (which pays the evaluation of a few digits), per mini-batch step,
   after an untimed pass;
-- ``H1 and H2 convolutions``: the stack's two grouped convolutions alone (their shapes and
-  channels-last layout, each with its weights' gradient, H2 with its input's), forward and
-  backward, ``--repeats`` times;
+- ``H1 and H2 convolutions``: the stack's two grouped convolutions alone (the shapes and the
+  channels-last layout of :class:`lenet1.train.stacked._Stack`'s, the input already padded,
+  the weights already masked), forward and backward with channels-last gradients, each with
+  its weights' gradient and H2 with its input's, ``--repeats`` times;
 - ``augmentation``: :func:`lenet1.augment.augment_stack` on a stack's mini-batches,
   ``--repeats`` times.
 
-What is left (the units, dropout, the loss, the optimiser, the data, PyTorch's bookkeeping) is
-the step less the two.
+``the rest`` is the step less the two: the padding and the H2 mask, the units and dropout, H3's
+and the output's batched products, the loss, the optimiser, the data, and PyTorch's bookkeeping
+of all those operators.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 
 from lenet1.augment import augment_stack
 from lenet1.experiments.recipes import initial_network
-from lenet1.nets import PAD_BEFORE, STRIDE
+from lenet1.nets import PAD_AFTER, PAD_BEFORE, STRIDE
 from lenet1.threads import torch_threads
 from lenet1.train.stacked import train_stacked
 from minibatch_step import RECIPE as STEP_6  # benchmarks/, beside this file
@@ -101,7 +103,9 @@ def _convolutions(batch: int) -> Callable[[], None]:
     last = torch.channels_last
     generator = torch.Generator().manual_seed(0)
     maps = MEMBERS * MAPS
-    images = torch.rand(batch, MEMBERS, 20, 20, generator=generator).contiguous(memory_format=last)
+    side = 16 + PAD_BEFORE + PAD_AFTER
+    images = torch.rand(batch, MEMBERS, side, side, generator=generator).contiguous(
+        memory_format=last)
     w1 = torch.rand(maps, 1, 5, 5, generator=generator).requires_grad_()
     h1 = torch.rand(batch, 8, 8, maps, generator=generator).requires_grad_()
     w2 = torch.rand(maps, MAPS, 5, 5, generator=generator).requires_grad_()
@@ -110,7 +114,8 @@ def _convolutions(batch: int) -> Callable[[], None]:
         a1 = F.conv2d(images, w1.contiguous(memory_format=last), stride=STRIDE, groups=MEMBERS)
         a2 = F.conv2d(h1.permute(0, 3, 1, 2), w2.contiguous(memory_format=last), stride=STRIDE,
                       padding=PAD_BEFORE, groups=MEMBERS)
-        (a1.sum() + a2.sum()).backward()
+        # gradients laid out as the outputs (channels last), as the step's arrive
+        torch.autograd.backward([a1, a2], [torch.ones_like(a1), torch.ones_like(a2)])
 
     return work
 

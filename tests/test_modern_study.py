@@ -432,22 +432,37 @@ def test_a_step_is_read_against_the_goal():
     misses = [55, 58, 48, 57, 55]
     missed = reading(misses)
     errors = [m / 2007 for m in misses]
-    assert not missed.met
+    assert not missed.met and missed.allowed == pytest.approx(50.175)
     assert missed.verdict == f"missed by {100 * (statistics.fmean(errors) - 0.025):.2f} points"
     assert missed.within == [48]
     assert missed.within_text() == "1 of the 5 networks (48 misses) is within it"
     assert missed.digits == pytest.approx(statistics.fmean(misses) - 0.025 * 2007)
+    assert missed.digits_text() == "some 4.4 test digits a network more than it allows"
     # The one-sided p of "the true mean is at most the goal" is scipy's.
     p = stats.ttest_1samp(errors, 0.025, alternative="greater").pvalue
     assert missed.test.p_above() == pytest.approx(p)
-    assert missed.one_sided_text() == (f"p = {p:.3f}, below 0.05: these seeds speak against a "
-                                       f"true mean within the goal")
+    assert missed.one_sided_text() == (f'the one-sided test of "the true mean is at most 2.5%" '
+                                       f"gives p = {p:.3f}, below 0.05: these seeds speak "
+                                       f"against a true mean within the goal")
+    # Met, the question turns: do the seeds show a true mean within the goal?
     met = reading([40, 45, 50, 42, 44])
     assert met.met and met.verdict == "met"
+    assert met.digits_text() == "some 6.0 test digits a network fewer than it allows"
     assert met.within_text() == "5 of the 5 networks (40, 45, 50, 42, 44 misses) are within it"
-    assert "not below 0.05" in met.one_sided_text()
+    below = stats.ttest_1samp([m / 2007 for m in [40, 45, 50, 42, 44]], 0.025,
+                              alternative="less").pvalue
+    assert met.test.p_below() == pytest.approx(below) and below < 0.05
+    assert met.one_sided_text() == (f'the one-sided test of "the true mean is at least 2.5%" '
+                                    f"gives p = {below:.3f}, below 0.05: these seeds show a "
+                                    f"true mean within the goal")
+    assert "cannot rule out" in reading([52, 48, 49, 53, 50]).one_sided_text()
     assert reading([60, 61]).within_text() == "none of the networks is within it"
     assert reading([60, 61], goal=0.05).met
+    # Exactly at the goal: met, as each network at it is within it.
+    at = reading([50, 50, 50], goal=50 / 2007)
+    assert at.met and at.within == [50, 50, 50]
+    with pytest.raises(ValueError, match="two seeds or more"):
+        reading([50])
 
 
 def test_dsp_time_counts_the_papers_arithmetic():
@@ -552,13 +567,25 @@ def test_quick_study_runs_end_to_end_and_reloads(tmp_path, monkeypatch):
     assert len(stacks(next(s for s in study.steps if s.name == "shuffle"))) == 1
     assert len(report_module.gap_rows(study)) == len(STEPS)
     assert "test minus validation" in report_module.report(study)
-    # The README's table: a row a step, then the final recipe against the goal.
-    markdown = report_module.results_markdown(study).splitlines()
-    assert len([line for line in markdown if line.startswith("| ")]) == len(STEPS) + 1
+    # The README's table: a row a step and Karpathy's, then the final recipe against the goal.
+    from lenet1.experiments.karpathy import read_record
+
+    record = read_record()
+    markdown = report_module.results_markdown(study, record).splitlines()
+    rows = [line for line in markdown if line.startswith("| ")]
+    assert len(rows) == len(STEPS) + 2 and rows[-1].startswith("| K | Karpathy's final recipe")
     final_line = next(line for line in markdown if line.startswith("- Final recipe"))
     assert f"{100 * study.final().mean:.2f} ± {100 * study.final().std:.2f}%" in final_line
-    assert any(report_module.goal_reading(study.final()).verdict in line for line in markdown)
-    assert markdown[-1].endswith(f" of {sum(len(s.validation_errors) for s in study.steps)} readings.")
+    goal = report_module.goal_reading(study.final())
+    assert any(line.startswith(f"- The goal, a mean of at most 2.5%: **{goal.verdict}**, "
+                               f"{goal.digits_text()}; {goal.within_text()}. One-sample t-test")
+               for line in markdown)
+    assert markdown[-1] == (f"- Row K: the record `results/karpathy.json` (code key "
+                            f"`{record.code_key}`), which `python -m lenet1 study karpathy` "
+                            f"checks.")
+    markdown = report_module.results_markdown(study).splitlines()
+    readings = sum(len(s.validation_errors) for s in study.steps)
+    assert f" of {readings} readings, one a step and seed." in markdown[-1]
     # A distilled run keeps its teacher's figures on the digits it is judged on; the other
     # runs have none.
     distilled = [r for r in study.runs if r.recipe.distil]

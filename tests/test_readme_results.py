@@ -28,7 +28,7 @@ def test_the_tables_are_pasted_then_checked(tmp_path, capsys):
     modern = _study(tmp_path / "modern", "| modern |\n", "k1")
     args = [str(paper), str(modern), "--readme", str(readme)]
     assert readme_results.main([*args, "--check"]) == 1
-    assert "the results and modern table(s) are not what the runs give" in capsys.readouterr().err
+    assert "the paper and modern study's table(s) are not what the runs give" in capsys.readouterr().err
     assert readme_results.main(args) == 0
     text = readme.read_text()
     assert text.startswith("intro\n<!-- results: begin -->\n| paper |\n\n(written by `python -m "
@@ -39,19 +39,22 @@ def test_the_tables_are_pasted_then_checked(tmp_path, capsys):
     # Another code key's runs: the modern table no longer matches.
     (modern / "key.txt").write_text("k2\n")
     assert readme_results.main([*args, "--check"]) == 1
-    assert "the modern table(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ": the modern study's table(s) are not what the runs give" in err
 
 
 def test_markers_missing_or_repeated_are_an_error(tmp_path, capsys):
     paper = _study(tmp_path / "paper", "| paper |\n", "k")
     modern = _study(tmp_path / "modern", "| modern |\n", "k")
     readme = tmp_path / "README.md"
-    for text in ("<!-- results: begin -->\n<!-- results: end -->\n",
+    for text in ("<!-- results: begin -->\n<!-- results: end -->\n",  # no modern markers
                  "<!-- results: begin --><!-- results: end --><!-- modern: begin -->"
-                 "<!-- modern: end --><!-- modern: end -->"):
+                 "<!-- modern: end --><!-- modern: end -->",  # one end too many
+                 "<!-- results: end --><!-- results: begin --><!-- modern: begin -->"
+                 "<!-- modern: end -->"):  # the wrong order
         readme.write_text(text)
         assert readme_results.main([str(paper), str(modern), "--readme", str(readme)]) == 2
-        assert "must appear once each" in capsys.readouterr().err
+        assert "must appear once each, in that order" in capsys.readouterr().err
         assert readme.read_text() == text  # left as it was
 
 

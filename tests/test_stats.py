@@ -60,9 +60,14 @@ def test_the_one_sided_p_value_agrees_with_scipy() -> None:
         result = one_sample(A, reference)
         greater = sps.ttest_1samp(A, reference, alternative="greater").pvalue
         assert result.p_above() == pytest.approx(greater)
+        # and "is it below?" (a goal met)
+        less = sps.ttest_1samp(A, reference, alternative="less").pvalue
+        assert result.p_below() == pytest.approx(less)
     assert paired(A, B).p_above() == pytest.approx(
         sps.ttest_rel(A, B, alternative="greater").pvalue)
-    assert math.isnan(bootstrap(A, B).p_above())
+    assert paired(A, B).p_below() == pytest.approx(
+        sps.ttest_rel(A, B, alternative="less").pvalue)
+    assert math.isnan(bootstrap(A, B).p_above()) and math.isnan(bootstrap(A, B).p_below())
 
 
 def test_holm_adjusts_a_family_step_down() -> None:

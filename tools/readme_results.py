@@ -44,21 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for name, study in (("results", args.paper), ("modern", args.modern)):
         begin, end = markers(name)
-        if text.count(begin) != 1 or text.count(end) != 1:
-            print(f"{readme}: the markers {begin} and {end} must appear once each",
-                  file=sys.stderr)
+        if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+            print(f"{readme}: the markers {begin} and {end} must appear once each, in that "
+                  f"order", file=sys.stderr)
             return 2
         head, rest = text.split(begin, 1)
         current, tail = rest.split(end, 1)
         wanted = block(name, study)
         if begin + current + end != wanted:
-            stale.append(name)
+            stale.append(TABLES[name])
             text = head + wanted + tail
     if args.check:
         if stale:
-            print(f"{readme}: the {' and '.join(stale)} table(s) are not what the runs give; "
-                  f"run `python tools/readme_results.py {args.paper} {args.modern}` and commit",
-                  file=sys.stderr)
+            print(f"{readme}: the {' and '.join(stale)} study's table(s) are not what the runs "
+                  f"give; run `python tools/readme_results.py {args.paper} {args.modern}` and "
+                  f"commit", file=sys.stderr)
             return 1
         print(f"{readme}: the results tables match the runs")
         return 0

@@ -154,6 +154,13 @@ class Difference:
             return math.nan
         return self.p / 2 if self.difference > 0 else 1 - self.p / 2
 
+    def p_below(self) -> float:
+        """The one-sided p-value of "the true difference is 0 or more", for the question
+        whether it lies below 0 (a t-test's; NaN for a bootstrap)."""
+        if math.isnan(self.p):
+            return math.nan
+        return self.p / 2 if self.difference < 0 else 1 - self.p / 2
+
 
 @dataclass(frozen=True)
 class Equivalence:

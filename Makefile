@@ -43,16 +43,21 @@ BOOK_FINGERPRINT := _build/.lenet1-source
 # The build's whole output, kept: on failure its warnings are repeated at the end, where a log
 # that keeps only its last lines still shows them.
 BOOK_LOG := _build/book.log
+STUDY := _build/study
+MODERN := _build/modern
+FINGERPRINT = $$(find lenet1 -name '*.py' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+# The paper and modern studies also write their summaries and the README's tables (into STUDY
+# and MODERN), so that make readme-check need not read every run again.
 book: install mathjax
-	$(PYTHON) -m lenet1 study paper
-	$(PYTHON) -m lenet1 study modern
-	$(PYTHON) -m lenet1 study fidelity
-	$(PYTHON) -m lenet1 study karpathy
-	@fingerprint="$$(find lenet1 -name '*.py' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"; \
-	if [ "$$(cat $(BOOK_FINGERPRINT) 2>/dev/null)" != "$$fingerprint" ]; then \
+	@if [ "$$(cat $(BOOK_FINGERPRINT) 2>/dev/null)" != "$(FINGERPRINT)" ]; then \
 	  echo "book: lenet1/ has changed since the last build; executing every chapter afresh"; \
 	  rm -rf _build; \
-	fi; \
+	fi
+	$(PYTHON) -m lenet1 study paper --out $(STUDY)
+	$(PYTHON) -m lenet1 study modern --out $(MODERN)
+	$(PYTHON) -m lenet1 study fidelity
+	$(PYTHON) -m lenet1 study karpathy
+	@fingerprint="$(FINGERPRINT)"; \
 	mkdir -p _build; \
 	{ LENET1_QUICK=0 $(JUPYTER_BOOK) build --all -W -n --keep-going .; echo $$? > _build/.book-exit; } 2>&1 \
 	  | tee $(BOOK_LOG); \
@@ -94,17 +99,18 @@ site-test: install
 	    { echo "site-test: Chromium is missing and could not be installed (apt-get install chromium)" >&2; exit 1; }; }
 	$(PYTHON) -m pytest -q -p no:cacheprovider site_test --site $(SITE) --shots $(SHOTS)
 
-## readme: write the README's results tables from the runs of the paper and modern studies
-## (after make book: everything is reloaded); readme-check: fail if a table is not what they give
-STUDY := _build/study
-MODERN := _build/modern
-readme: install
+## readme: write the README's results tables from the runs of the paper and modern studies;
+## readme-check: fail if a table is not what they give. Both use the studies' outputs that make
+## book wrote, and have the studies write them again (reloading every run) only when a file of
+## lenet1/ is newer.
+SOURCES := $(shell find lenet1 -name '*.py')
+$(STUDY)/results.md: $(SOURCES) | $(STAMP)
 	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
+$(MODERN)/results.md: $(SOURCES) | $(STAMP)
 	$(PYTHON) -m lenet1 study modern --out $(MODERN) > /dev/null
+readme: install $(STUDY)/results.md $(MODERN)/results.md
 	$(PYTHON) tools/readme_results.py $(STUDY) $(MODERN)
-readme-check: install
-	$(PYTHON) -m lenet1 study paper --out $(STUDY) > /dev/null
-	$(PYTHON) -m lenet1 study modern --out $(MODERN) > /dev/null
+readme-check: install $(STUDY)/results.md $(MODERN)/results.md
 	$(PYTHON) tools/readme_results.py $(STUDY) $(MODERN) --check
 
 ## notebooks: regenerate notebooks/*.ipynb from the .md chapters (inputs, and the quick-mode

@@ -205,14 +205,19 @@ def _info(args: argparse.Namespace) -> None:
     print(format_architecture(architecture(model)))
 
 
+def _make_folder(path: Path, what: str) -> None:
+    """Make ``path`` before any training, not after: a folder that cannot be made is known at
+    once."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create {what} {path}: {error.strerror or error}") from None
+
+
 def _train(args: argparse.Namespace) -> None:
     config_names = {f.name for f in fields(RunConfig)}
     config = RunConfig(**{k: v for k, v in vars(args).items() if k in config_names})
-    try:  # before training, not after: a run folder that cannot be made is known at once
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunError(f"cannot create the run folder {args.out}: "
-                       f"{error.strerror or error}") from None
+    _make_folder(args.out, "the run folder")
     print(f"training {config.model} on {config.data} for {config.passes} passes "
           f"({config.optimizer}, lr {config.lr}, seed {config.seed}, {config.engine} engine)",
           flush=True)
@@ -298,6 +303,8 @@ def _study(args: argparse.Namespace) -> None:
             raise ValueError("the karpathy study trains one stack, in this process")
         (_fidelity if args.which == "fidelity" else _karpathy)(args)
         return
+    if args.out is not None:
+        _make_folder(args.out, "the output folder")
     if args.which == "paper":
         if args.seeds is not None:
             raise ValueError("--seeds is for the modern study; the paper study's seeds are "
@@ -322,7 +329,6 @@ def _study(args: argparse.Namespace) -> None:
     print()
     print(text)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "summary.txt").write_text(text + "\n")
         (args.out / "results.md").write_text(results_markdown(study, record))
         (args.out / "key.txt").write_text(code_key() + "\n")  # which code made these runs

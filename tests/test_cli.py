@@ -94,6 +94,19 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_and_exit_2(capsys):
     assert err.splitlines() == [err] and "cannot create the run folder /proc/x/y" in err
 
 
+@pytest.mark.parametrize("which", ["paper", "modern"])
+def test_a_studys_output_folder_that_cannot_be_made_stops_it_before_it_trains(which, monkeypatch,
+                                                                             capsys):
+    def train(*args, **kwargs):
+        raise AssertionError("the study ran")
+
+    monkeypatch.setattr("lenet1.report.paper.run_and_report", train)
+    monkeypatch.setattr("lenet1.experiments.modern.run_study", train)
+    assert main(["study", which, "--quick", "--out", "/proc/x/y"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "cannot create the output folder /proc/x/y" in err
+
+
 def test_train_uses_the_fast_engine_unless_told(monkeypatch, tmp_path, capsys):
     engines = []
     monkeypatch.setattr("lenet1.cli.train_run",
